@@ -1,0 +1,1 @@
+"""Thin command-line entry points; all work happens in the pipeline-stage packages."""

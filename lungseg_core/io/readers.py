@@ -1,0 +1,176 @@
+"""Read CT volumes and reference labelmaps from the formats users have.
+
+Every failure is an :class:`InputError` naming the file, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lungseg_core.errors import InputError
+from lungseg_core.io.volume import Volume
+
+VOLUME_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+KNOWN_SUFFIXES = VOLUME_SUFFIXES + IMAGE_SUFFIXES
+_FORMATS_HINT = "NIfTI (.nii/.nii.gz), NRRD/NHDR, MHA/MHD, a DICOM series folder or a PNG/JPG slice"
+
+
+def case_name(path: str | os.PathLike) -> str:
+    """Input name without its (possibly double) extension: ``/a/ct_01.nii.gz`` -> ``ct_01``."""
+    path = Path(path)
+    name = path.name
+    for suffix in KNOWN_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem if path.is_file() else name
+
+
+def is_image_file(path: Path) -> bool:
+    return path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """Read a CT as a :class:`Volume`: a file, a DICOM series folder, or a 2D PNG/JPG slice."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"Input '{path}' does not exist", "check the path and spelling")
+    if path.is_dir():
+        from lungseg_core.io.dicom import read_dicom_series
+
+        volume = read_dicom_series(path)
+    else:
+        _check_not_empty(path)
+        volume = _read_image_2d(path) if is_image_file(path) else _read_volume_file(path)
+    volume.name = case_name(path)
+    volume.metadata.setdefault("source", str(path))
+    check_finite(volume, path)
+    return volume
+
+
+def _check_not_empty(path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise InputError(f"Input '{path}' is an empty file (0 bytes)", "copy or export the image again")
+
+
+def _read_volume_file(path: Path) -> Volume:
+    import SimpleITK as sitk
+
+    if not path.name.lower().endswith(VOLUME_SUFFIXES):
+        raise InputError(f"'{path.name}' is not a supported image type", f"give {_FORMATS_HINT}")
+    try:
+        image = sitk.ReadImage(str(path))
+        array = sitk.GetArrayFromImage(image)  # forces the full (possibly gzip) payload to be decoded
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else "unknown reason"
+        raise InputError(
+            f"Cannot read '{path.name}': the file is corrupt, truncated or not an image ({reason})",
+            "re-export or re-copy the file; check that the download completed",
+        ) from None
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        raise InputError(
+            f"'{path.name}' has {image.GetNumberOfComponentsPerPixel()} values per voxel (colour or vector image)",
+            "give a single-channel grayscale CT",
+        )
+    return _volume_from_sitk_array(image, array, path)
+
+
+def _volume_from_sitk_array(image, array: np.ndarray, path: Path) -> Volume:
+    """Wrap an ITK image as a Volume; 2D images and 4D images with one time point become volumes."""
+    dim = image.GetDimension()
+    if dim == 2:
+        spacing = tuple(image.GetSpacing()) + (1.0,)
+        origin = tuple(image.GetOrigin()) + (0.0,)
+        direction = np.eye(3)
+        direction[:2, :2] = np.array(image.GetDirection()).reshape(2, 2)
+        return Volume(array[np.newaxis], spacing, origin, direction, is_2d=True)
+    if dim == 4:
+        if array.shape[0] != 1:
+            raise InputError(
+                f"'{path.name}' is a 4D series with {array.shape[0]} time points",
+                "give a single 3D CT (extract one time point first)",
+            )
+        array = array[0]
+        spacing = tuple(image.GetSpacing())[:3]
+        origin = tuple(image.GetOrigin())[:3]
+        direction = np.array(image.GetDirection()).reshape(4, 4)[:3, :3]
+        return Volume(array, spacing, origin, direction)
+    if dim != 3:
+        raise InputError(f"'{path.name}' has {dim} dimensions", "give a 3D CT or a 2D slice")
+    is_2d = array.shape[0] == 1
+    return Volume(
+        array,
+        image.GetSpacing(),
+        image.GetOrigin(),
+        np.array(image.GetDirection()).reshape(3, 3),
+        is_2d=is_2d,
+    )
+
+
+def _read_image_2d(path: Path) -> Volume:
+    """A PNG/JPG slice exported in a lung window: 8-bit display values, no physical spacing."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGB", "RGBA", "P", "LA"):
+                gray = np.asarray(image.convert("L"), dtype=np.float32)
+            elif image.mode in ("I;16", "I;16B", "I", "F"):
+                gray = np.asarray(image, dtype=np.float32)
+            else:
+                gray = np.asarray(image.convert("L"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InputError(
+            f"Cannot read '{path.name}' as an image ({exc.__class__.__name__})",
+            "re-export the slice as PNG or JPG",
+        ) from None
+    if gray.ndim != 2:
+        raise InputError(f"'{path.name}' is not a 2D grayscale image", "export a single grayscale slice")
+    intensity = "display" if gray.max() <= 255 else "hu"
+    volume = Volume(gray[np.newaxis], intensity=intensity, is_2d=True)
+    volume.metadata["spacing_known"] = False
+    return volume
+
+
+def check_finite(volume: Volume, path: Path | str) -> None:
+    """NaN or infinite voxels make every downstream number meaningless: refuse them up front."""
+    if np.issubdtype(volume.array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(volume.array)))
+        if bad:
+            raise InputError(
+                f"'{Path(path).name}' contains {bad} NaN or infinite voxel(s)",
+                "fix the export (or replace them, e.g. with -1024 HU) and run again",
+            )
+
+
+def read_labelmap(path: str | os.PathLike, task: str = "lungs") -> Volume:
+    """Read a reference labelmap in the lungseg convention for ``task`` (``lungs`` or ``infection``).
+
+    Accepts labelmap volumes (values already in our convention), Slicer ``.seg.nrrd`` (segments matched
+    by name or terminology) and 2D PNG masks (0/255 binary, or palette indices).
+    """
+    path = Path(path)
+    if path.name.lower().endswith(".seg.nrrd"):
+        from lungseg_core.io.segmentation_files import read_seg_nrrd_labelmap
+
+        return read_seg_nrrd_labelmap(path, task)
+    volume = read_volume(path)
+    array = volume.array
+    if is_image_file(path):
+        array = _png_mask_labels(path)[np.newaxis]
+    return volume.with_array(np.rint(array).astype(np.uint8), intensity="hu")
+
+
+def _png_mask_labels(path: Path) -> np.ndarray:
+    """Palette PNGs carry label indices; plain 0/255 masks become 0/1."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode == "P":
+            return np.asarray(image, dtype=np.uint8)
+        gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    return (gray > 127).astype(np.uint8) if gray.max() > 2 else gray
