@@ -19,18 +19,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     The temporary name keeps the target's full suffix (e.g. ``.nii.gz``, ``.seg.nrrd``) because writers
     choose the format from it.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(target.suffixes) or ".tmp"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}-", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with AtomicGroup() as group:
+        yield group.path(target)
 
 
 def write_atomic(target: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -42,3 +32,36 @@ def write_atomic(target: str | os.PathLike, write: Callable[[Path], None]) -> Pa
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
     return write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+class AtomicGroup:
+    """Several outputs that appear together or not at all.
+
+    ``path(target)`` hands out temporary paths; on a clean exit every one is moved onto its target, and on
+    an error every temporary is deleted, so a failed case never leaves some of its files behind.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def path(self, target: str | os.PathLike) -> Path:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(target.suffixes) or ".tmp"
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}-", suffix=suffix, dir=target.parent)
+        os.close(fd)
+        self._pending.append((Path(tmp_name), target))
+        return Path(tmp_name)
+
+    def __enter__(self) -> "AtomicGroup":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                for tmp, target in self._pending:
+                    os.replace(tmp, target)
+        finally:
+            for tmp, _ in self._pending:
+                if tmp.exists():
+                    tmp.unlink()

@@ -5,7 +5,9 @@ Every failure is an :class:`InputError` naming the file, the problem and the fix
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +64,11 @@ def _read_volume_file(path: Path) -> Volume:
     if not path.name.lower().endswith(VOLUME_SUFFIXES):
         raise InputError(f"'{path.name}' is not a supported image type", f"give {_FORMATS_HINT}")
     try:
+        _check_complete(path)
         image = sitk.ReadImage(str(path))
-        array = sitk.GetArrayFromImage(image)  # forces the full (possibly gzip) payload to be decoded
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else "unknown reason"
+        array = sitk.GetArrayFromImage(image)
+    except (RuntimeError, EOFError, OSError, zlib.error) as exc:
+        reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else exc.__class__.__name__
         raise InputError(
             f"Cannot read '{path.name}': the file is corrupt, truncated or not an image ({reason})",
             "re-export or re-copy the file; check that the download completed",
@@ -75,7 +78,39 @@ def _read_volume_file(path: Path) -> Volume:
             f"'{path.name}' has {image.GetNumberOfComponentsPerPixel()} values per voxel (colour or vector image)",
             "give a single-channel grayscale CT",
         )
+    if np.issubdtype(array.dtype, np.floating) and path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_nan(path)
     return _volume_from_sitk_array(image, array, path)
+
+
+def _check_nifti_nan(path: Path) -> None:
+    """ITK's NIfTI reader silently turns NaN into 0, so count NaNs in the raw float payload ourselves."""
+    import nibabel
+
+    refuse_non_finite(np.asanyarray(nibabel.load(str(path)).dataobj), path)
+
+
+def _check_complete(path: Path) -> None:
+    """Refuse truncated files: ITK zero-fills a gzip stream that ends early instead of failing.
+
+    Gzip-compressed files are streamed to their end-of-stream marker (raises EOFError when cut short);
+    uncompressed NIfTI must be at least as long as its header says.
+    """
+    if path.name.lower().endswith(".gz"):
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    elif path.suffix.lower() == ".nii":
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        voxels = int(np.prod(reader.GetSize())) * reader.GetNumberOfComponents()
+        bytes_per_voxel = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * reader.GetDimension(), reader.GetPixelID())).dtype).itemsize
+        vox_offset = int(float(reader.GetMetaData("vox_offset"))) if reader.HasMetaDataKey("vox_offset") else 352
+        if path.stat().st_size < vox_offset + voxels * bytes_per_voxel:
+            raise EOFError("file shorter than its header says")
 
 
 def _volume_from_sitk_array(image, array: np.ndarray, path: Path) -> Volume:
@@ -137,9 +172,13 @@ def _read_image_2d(path: Path) -> Volume:
 
 
 def check_finite(volume: Volume, path: Path | str) -> None:
+    refuse_non_finite(volume.array, path)
+
+
+def refuse_non_finite(values: np.ndarray, path: Path | str) -> None:
     """NaN or infinite voxels make every downstream number meaningless: refuse them up front."""
-    if np.issubdtype(volume.array.dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(volume.array)))
+    if np.issubdtype(values.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(values)))
         if bad:
             raise InputError(
                 f"'{Path(path).name}' contains {bad} NaN or infinite voxel(s)",

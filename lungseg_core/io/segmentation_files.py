@@ -51,7 +51,8 @@ def _match_label(name: str, terminology: dict | None, task: str) -> int:
     """Our label for a segment of someone else's segmentation (0 when it is not part of ``task``)."""
     text = name.lower()
     modifier = " ".join((terminology or {}).get("typeModifier", []) or []).lower() if terminology else ""
-    if task == "lungs" and "lung" in text or (terminology and "39607008" in str(terminology.get("type"))):
+    is_lung = "lung" in text or "39607008" in str((terminology or {}).get("type"))
+    if task == "lungs" and is_lung:
         if "right" in text or "right" in modifier:
             return 1
         if "left" in text or "left" in modifier:

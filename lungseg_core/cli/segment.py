@@ -1,0 +1,91 @@
+"""``lungseg segment INPUT [INPUT ...] -o OUTDIR``: segment lungs and infection of CTs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lungseg_core.errors import InputError
+from lungseg_core.inference.device import DEVICE_CHOICES
+from lungseg_core.inference.pipeline import TASK_CHOICES, segment_many
+from lungseg_core.io.readers import VOLUME_SUFFIXES, is_image_file
+from lungseg_core.models import zoo
+from lungseg_core.cli.progress import progress_printer
+
+HELP = "Segment right/left lung and infection (GGO, consolidation) in chest CTs; write labelmaps, .seg.nrrd and numbers."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                        help="CT files (NIfTI, NRRD/NHDR, MHA/MHD), DICOM series folders, 2D PNG/JPG slices, "
+                             "or folders of such files")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    parser.add_argument("--task", choices=TASK_CHOICES, default="all", help="what to segment (default: all)")
+    parser.add_argument("--model", default=None, metavar="NAME_OR_PATH",
+                        help="model for the task(s): a name from `lungseg models`, 'threshold' (classical, no "
+                             "weights), 'default', or a model .json/.safetensors path")
+    parser.add_argument("--lung-model", default=None, metavar="NAME_OR_PATH", help="lung model (overrides --model)")
+    parser.add_argument("--infection-model", default=None, metavar="NAME_OR_PATH", help="infection model (overrides --model)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device (default: auto)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs of the same case")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Folders holding CT files stand for those files; any other folder is taken as one DICOM series."""
+    expanded: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                           and (p.name.lower().endswith(VOLUME_SUFFIXES) and not p.name.lower().endswith(".seg.nrrd")
+                                or is_image_file(p)))
+            expanded.extend(files or [path])
+        else:
+            expanded.append(path)
+    if not expanded:
+        raise InputError("No input given", "name CT files or folders")
+    return expanded
+
+
+def models_for_tasks(model: str | None, lung_model: str | None, infection_model: str | None) -> tuple[str, str]:
+    """Route ``--model`` to the task its card declares; names valid for both tasks go to both."""
+    lung, infection = "default", "default"
+    if model:
+        if model in ("default", zoo.CLASSICAL):
+            lung = infection = model
+        else:
+            card_task = _task_of(model)
+            if card_task == "infection":
+                infection = model
+            else:
+                lung = model
+    return lung_model or lung, infection_model or infection
+
+
+def _task_of(model: str) -> str:
+    for task in zoo.TASKS:
+        try:
+            return zoo.resolve_card(model, task)["task"]
+        except Exception:  # noqa: BLE001 - try the other task; resolve_card raises the real error below
+            continue
+    return zoo.resolve_card(model, "lungs")["task"]
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = expand_inputs(args.inputs)
+    lung_model, infection_model = models_for_tasks(args.model, args.lung_model, args.infection_model)
+    for name, task in ((lung_model, "lungs"), (infection_model, "infection")):
+        zoo.resolve_card(name, task)  # fail fast on a missing/unknown model, before any case runs
+    log = None if args.quiet else print
+    outcomes = segment_many(
+        inputs, args.output, args.task, lung_model, infection_model, args.device, args.overwrite, log=log,
+        progress_factory=lambda case, i, n: progress_printer(f"[{i}/{n}] {case}", quiet=args.quiet),
+    )
+    failed = [o for o in outcomes if o.status != "ok"]
+    if not args.quiet:
+        print(f"{len(outcomes) - len(failed)} of {len(outcomes)} case(s) segmented; manifest: {Path(args.output) / 'manifest.csv'}")
+    for outcome in failed:
+        import sys
+
+        print(f"lungseg segment: error: {outcome.case}: {outcome.error}", file=sys.stderr)
+    return 1 if failed else 0
