@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lungseg_core.errors import InputError
 from lungseg_core.inference.device import DEVICE_CHOICES
-from lungseg_core.inference.pipeline import TASK_CHOICES, segment_many
+from lungseg_core.inference.pipeline import INTENSITY_CHOICES, TASK_CHOICES, segment_many
 from lungseg_core.io.readers import VOLUME_SUFFIXES, is_image_file
 from lungseg_core.models import zoo
 from lungseg_core.cli.progress import progress_printer
@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lung-model", default=None, metavar="NAME_OR_PATH", help="lung model (overrides --model)")
     parser.add_argument("--infection-model", default=None, metavar="NAME_OR_PATH", help="infection model (overrides --model)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device (default: auto)")
+    parser.add_argument("--intensity", choices=INTENSITY_CHOICES, default="auto",
+                        help="how to read voxel values: auto (HU CT; PNG/JPG slices as 8-bit lung-window images), "
+                             "display (8-bit lung-window volumes, e.g. Radiopaedia 0-255 cases), "
+                             "raw (scanner values without DICOM rescale: HU = value - 1024)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs of the same case")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     outcomes = segment_many(
         inputs, args.output, args.task, lung_model, infection_model, args.device, args.overwrite, log=log,
         progress_factory=lambda case, i, n: progress_printer(f"[{i}/{n}] {case}", quiet=args.quiet),
+        intensity=args.intensity,
     )
     failed = [o for o in outcomes if o.status != "ok"]
     if not args.quiet:

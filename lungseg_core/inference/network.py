@@ -66,27 +66,62 @@ def predict_labels(
     kind: str | None = None,
 ) -> np.ndarray:
     """Label volume (z, y, x) uint8 from a slice network, in the input's own grid."""
-    from lungseg_core.preprocessing.slices import SliceSpec, prepare_slices, restore_probabilities
+    from lungseg_core.preprocessing.slices import SliceSpec, prepare_slices, restore_labels
 
     spec = SliceSpec.from_dict(slice_spec_dict)
     slices, layout = prepare_slices(volume, spec, kind=kind)
     probs = predict_slice_probabilities(network, slices, device, batch_size, progress, cancel)
     del slices
     _check_cancel(cancel)
-    return _argmax_in_chunks(probs, layout, volume.shape)
+    # one slice at a time back to the input grid: never a K x Z x Y x X float array
+    return restore_labels(probs, layout)
 
 
-def _argmax_in_chunks(probs: np.ndarray, layout, shape: tuple[int, int, int], chunk: int = 32) -> np.ndarray:
-    """Restore probabilities to the input grid a few slices at a time and keep only the argmax.
+def _patch_starts(length: int, patch: int, step: int) -> list[int]:
+    if length <= patch:
+        return [0]
+    starts = list(range(0, length - patch, step))
+    return starts + [length - patch]
 
-    Restoring all classes at full resolution at once would cost K x Z x Y x X float32 (about 0.8 GB for a
-    512x512x261 CT with 3 classes); chunking keeps it to ``chunk`` slices.
+
+def predict_labels_3d(
+    network,
+    volume: Volume,
+    card: dict,
+    device,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    kind: str | None = None,
+) -> np.ndarray:
+    """Label volume from a 3D network by overlapping patches (half-patch stride, averaged probabilities).
+
+    Probabilities are accumulated at full resolution in float16 per class: K x Z x Y x X x 2 bytes.
     """
-    from lungseg_core.preprocessing.slices import restore_probabilities
+    import torch
 
-    labels = np.zeros(shape, dtype=np.uint8)
-    for start in range(0, shape[0], chunk):
-        stop = min(shape[0], start + chunk)
-        restored = restore_probabilities(probs[start:stop].astype(np.float32), layout.for_slices(start, stop))
-        labels[start:stop] = np.argmax(restored, axis=0).astype(np.uint8)
-    return labels
+    from lungseg_core.preprocessing.intensity import LUNG_WINDOW, check_intensity, to_unit_range
+
+    kind = kind or check_intensity(volume)
+    window = tuple(card.get("slice_spec", {}).get("window", LUNG_WINDOW))
+    image = to_unit_range(volume.array.astype(np.float32), kind, window)
+    patch = tuple(min(p, s) for p, s in zip(card.get("patch_size", (32, 96, 96)), image.shape))
+    divisor = int(card.get("size_divisor", 8))
+    padded_shape = tuple(int(np.ceil(p / divisor) * divisor) for p in patch)
+    padded = np.zeros(tuple(max(a, b) for a, b in zip(image.shape, padded_shape)), np.float32)
+    padded[: image.shape[0], : image.shape[1], : image.shape[2]] = image
+    starts = [_patch_starts(n, p, max(1, p // 2)) for n, p in zip(padded.shape, padded_shape)]
+    total = np.zeros((card["num_classes"],) + padded.shape, np.float32)
+    counts = np.zeros(padded.shape, np.float32)
+    corners = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+    with torch.inference_mode():
+        for index, (z, y, x) in enumerate(corners):
+            _check_cancel(cancel)
+            region = (slice(z, z + padded_shape[0]), slice(y, y + padded_shape[1]), slice(x, x + padded_shape[2]))
+            batch = torch.from_numpy(np.ascontiguousarray(padded[region]))[None, None].to(device)
+            probs = torch.softmax(network(batch).float(), dim=1)[0].cpu().numpy()
+            total[(slice(None),) + region] += probs
+            counts[region] += 1.0
+            if progress is not None:
+                progress((index + 1) / len(corners), "network inference (3D patches)")
+    labels = np.argmax(total / np.maximum(counts, 1.0), axis=0).astype(np.uint8)
+    return labels[: image.shape[0], : image.shape[1], : image.shape[2]]

@@ -23,6 +23,23 @@ from lungseg_core.io import AtomicGroup, case_name, read_volume, write_labelmap,
 from lungseg_core.io.volume import Volume
 
 TASK_CHOICES = ("lungs", "infection", "all")
+INTENSITY_CHOICES = ("auto", "display", "raw")
+RAW_CT_OFFSET = 1024  # HU = raw value - 1024 for the usual RescaleIntercept of CT scanners
+
+
+def apply_intensity_choice(volume: Volume, intensity: str = "auto") -> tuple[Volume, str]:
+    """Interpret the input's values: ``auto`` (HU, or a 2D 8-bit slice), ``display`` (8-bit lung-window
+    images, also 3D), or ``raw`` (scanner values without the DICOM rescale: subtract 1024)."""
+    from lungseg_core.preprocessing import check_intensity
+
+    if intensity not in INTENSITY_CHOICES:
+        raise InputError(f"Unknown intensity choice '{intensity}'", f"use one of {', '.join(INTENSITY_CHOICES)}")
+    if intensity == "display":
+        volume = volume.with_array(volume.array, intensity="display")
+    elif intensity == "raw":
+        volume = volume.with_array(volume.array.astype(np.float32) - RAW_CT_OFFSET, intensity="hu")
+    kind = check_intensity(volume, allow_display=False)
+    return volume, kind
 
 
 @dataclass
@@ -60,9 +77,9 @@ def segment_volume(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    intensity: str = "auto",
 ) -> SegmentationResult:
     """Segment one CT already in memory. Infection always needs lungs, so ``task='infection'`` computes both."""
-    from lungseg_core.preprocessing import check_intensity
     from lungseg_core.reports import quantify
 
     if task not in TASK_CHOICES:
@@ -71,7 +88,7 @@ def segment_volume(
     report = progress or (lambda fraction, message: None)
 
     started = time.perf_counter()
-    kind = check_intensity(volume)
+    volume, kind = apply_intensity_choice(volume, intensity)
     lung_segmenter = Segmenter(lung_model, "lungs", device)
     infection_segmenter = Segmenter(infection_model, "infection", device) if task in ("infection", "all") else None
     for segmenter in filter(None, (lung_segmenter, infection_segmenter)):
@@ -137,6 +154,7 @@ def segment_case(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    intensity: str = "auto",
 ) -> CaseOutcome:
     """Segment one input and write its outputs together (all or none). Raises on error."""
     started = time.perf_counter()
@@ -149,7 +167,7 @@ def segment_case(
                           "pass --overwrite to replace them, or choose another output folder")
     volume = read_volume(input_path)
     read_seconds = time.perf_counter() - started
-    result = segment_volume(volume, task, lung_model, infection_model, device, progress, cancel)
+    result = segment_volume(volume, task, lung_model, infection_model, device, progress, cancel, intensity)
 
     labelmaps = {}
     if task in ("lungs", "all"):
@@ -191,6 +209,7 @@ def segment_many(
     overwrite: bool = False,
     log: Callable[[str], None] | None = print,
     progress_factory: Callable[[str, int, int], ProgressCallback | None] | None = None,
+    intensity: str = "auto",
 ) -> list[CaseOutcome]:
     """Segment every input, continue past failures, and write ``OUT/manifest.csv`` (and batch summary)."""
     inputs = [Path(p) for p in inputs]
@@ -201,7 +220,8 @@ def segment_many(
         started = time.perf_counter()
         progress = progress_factory(case_name(path), index, len(inputs)) if progress_factory else None
         try:
-            outcome = segment_case(path, out_dir, task, lung_model, infection_model, device, overwrite, progress)
+            outcome = segment_case(path, out_dir, task, lung_model, infection_model, device, overwrite, progress,
+                                   intensity=intensity)
         except LungSegError as exc:
             outcome = CaseOutcome(case_name(path), str(path), "failed", error=exc.one_line())
         except Cancelled:

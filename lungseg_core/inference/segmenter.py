@@ -9,7 +9,7 @@ import numpy as np
 
 from lungseg_core.errors import InputError
 from lungseg_core.inference.device import resolve_device
-from lungseg_core.inference.network import Cancelled, ProgressCallback, predict_labels
+from lungseg_core.inference.network import Cancelled, ProgressCallback, predict_labels, predict_labels_3d
 from lungseg_core.io.volume import Volume
 from lungseg_core.models import zoo
 
@@ -46,8 +46,12 @@ class Segmenter:
             self._loaded = zoo.load(self.card.get("_card_path") or self.name, self.task, resolve_device(self._device_name))
         return self._loaded
 
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.card.get("spatial_dims", 2))
+
     def check_input(self, volume: Volume) -> None:
-        if volume.is_2d and int(self.card.get("spatial_dims", 2)) == 3:
+        if volume.is_2d and self.spatial_dims == 3:
             raise InputError(
                 f"Model '{self.name}' needs a 3D volume but the input is a single 2D slice",
                 "give the whole CT series (NIfTI/NRRD/DICOM folder) or choose a 2D model (see `lungseg models`)",
@@ -75,8 +79,11 @@ class Segmenter:
             labels = classical_lungs(volume) if self.task == "lungs" else classical_infection(volume, lungs)
         else:
             loaded = self._network()
-            labels = predict_labels(loaded.network, volume, self.card["slice_spec"], loaded.device,
-                                    self.batch_size, progress, cancel, kind=kind)
+            if self.spatial_dims == 3:
+                labels = predict_labels_3d(loaded.network, volume, self.card, loaded.device, progress, cancel, kind=kind)
+            else:
+                labels = predict_labels(loaded.network, volume, self.card["slice_spec"], loaded.device,
+                                        self.batch_size, progress, cancel, kind=kind)
             if self.task == "lungs":
                 labels = clean_lungs(labels, volume)
         if self.task == "infection":
