@@ -39,12 +39,17 @@ def predict_slice_probabilities(
 
     out: np.ndarray | None = None
     use_amp = torch.device(device).type == "cuda"
+    height, width = slices.shape[-2:]
+    divisor = int(getattr(network, "size_divisor", 1))
+    pad_h, pad_w = (-height) % divisor, (-width) % divisor  # networks need sizes divisible by their depth
     with torch.inference_mode():
         for start in range(0, len(slices), batch_size):
             _check_cancel(cancel)
             batch = torch.from_numpy(np.ascontiguousarray(slices[start:start + batch_size], dtype=np.float32)).to(device)
+            if pad_h or pad_w:
+                batch = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                logits = network(batch)
+                logits = network(batch)[..., :height, :width]
             probs = torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float16)
             if out is None:
                 out = np.empty((len(slices),) + probs.shape[1:], dtype=np.float16)

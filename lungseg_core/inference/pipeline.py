@@ -88,11 +88,11 @@ def segment_volume(
     report = progress or (lambda fraction, message: None)
 
     started = time.perf_counter()
-    volume, kind = apply_intensity_choice(volume, intensity)
     lung_segmenter = Segmenter(lung_model, "lungs", device)
     infection_segmenter = Segmenter(infection_model, "infection", device) if task in ("infection", "all") else None
     for segmenter in filter(None, (lung_segmenter, infection_segmenter)):
         segmenter.check_input(volume)
+    volume, kind = apply_intensity_choice(volume, intensity)
     timings["checks"] = time.perf_counter() - started
 
     report(0.02, f"lungs: {lung_segmenter.name}")

@@ -1,0 +1,62 @@
+"""``lungseg evaluate --pred DIR --ref DIR``: metrics of segmentation outputs against reference labels."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+HELP = "Compare 'lungseg segment' outputs with reference segmentations: Dice, IoU, HD95, ASD, NSD, volumes."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", type=Path, required=True, metavar="DIR",
+                        help="folder of predictions (CASE_lungs.nii.gz, CASE_infection.nii.gz, CASE.seg.nrrd)")
+    parser.add_argument("--ref", type=Path, required=True, metavar="DIR",
+                        help="folder of references: CASE_lungs/CASE_infection labelmaps, CASE.seg.nrrd, "
+                             "CASE.nii.gz/.nrrd labelmaps or 2D CASE.png masks")
+    parser.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
+                        help="folder for metrics.csv, summary.json and boxplot.png (default: PRED/evaluation)")
+    parser.add_argument("--task", choices=("lungs", "infection", "all"), default="all",
+                        help="what to evaluate (default: all). References without a task in their name count "
+                             "as this task; with 'all', volumes count as lungs and PNG masks as infection")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no per-case progress and no table")
+
+
+def _cell(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def summary_table(metrics: dict) -> str:
+    """Per task and label: cases, Dice mean +/- std, HD95 median, NSD@1mm mean, volume difference mean."""
+    header = f"{'task':<10} {'label':<22} {'n':>3}  {'Dice':>13}  {'HD95 med':>9}  {'NSD@1mm':>7}  {'dVol mL':>8}"
+    lines = [header, "-" * len(header)]
+    for task, labels in metrics.items():
+        for entry in labels.values():
+            dice = entry["dice"]
+            dice_text = f"{_cell(dice['mean'])} +/- {_cell(dice['std'])}" if dice["n"] else "-"
+            lines.append(
+                f"{task:<10} {entry['label_name'][:22]:<22} {entry['n_cases']:>3}  {dice_text:>13}  "
+                f"{_cell(entry['hd95_mm']['median'], 2):>9}  {_cell(entry['nsd_1mm']['mean']):>7}  "
+                f"{_cell(entry['volume_diff_ml']['mean'], 1):>8}"
+            )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lungseg_core.evaluation import evaluate_folders
+
+    result = evaluate_folders(args.pred, args.ref, args.output, task=args.task, progress=not args.quiet)
+    summary = result.summary
+    if not args.quiet:
+        print(summary_table(summary["metrics"]))
+        if summary.get("pixel_unit_cases"):
+            print("note: 2D PNG references have no spacing; their HD95/ASD are in pixels")
+    if result.unmatched_predictions:
+        print(f"unmatched predictions ({len(result.unmatched_predictions)}): {', '.join(result.unmatched_predictions)}")
+    if result.unmatched_references:
+        print(f"unmatched references ({len(result.unmatched_references)}): {', '.join(result.unmatched_references)}")
+    for failure in result.failures:
+        print(f"failed: {failure['case']} ({failure['task']}): {failure['error']}")
+    print(f"wrote {result.metrics_csv}, {result.summary_json.name}, {result.boxplot_png.name}")
+    return 0 if result.ok else 1

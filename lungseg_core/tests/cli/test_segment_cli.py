@@ -1,0 +1,165 @@
+"""`lungseg segment` and `lungseg models` end to end, including every bad input the product must explain."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lungseg_core.cli.main import main
+from lungseg_core.io import read_volume, write_labelmap
+from lungseg_core.models import build_model, zoo
+from lungseg_core.tests.conftest import dice
+from lungseg_core.tests.models.test_zoo import tiny_card
+
+
+def run_cli(capsys, *argv):
+    status = main(list(map(str, argv)))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_segment_ctchest4_with_classical_method(tmp_path, capsys, ctchest4_path, ctchest4_reference):
+    status, out, _ = run_cli(capsys, "segment", ctchest4_path, "-o", tmp_path, "--model", "threshold", "-q")
+    assert status == 0
+    lungs = read_volume(tmp_path / "CTChest4_lungs.nii.gz")
+    assert lungs.same_geometry(ctchest4_reference)
+    scores = [dice(lungs.array == k, ctchest4_reference.array == k) for k in (1, 2)]
+    assert min(scores) >= 0.97, scores
+    doc = json.loads((tmp_path / "CTChest4.json").read_text())
+    assert doc["measurements"]["volumes_ml"]["both_lungs"] > 1000  # an adult's lungs, in mL
+    rows = list(csv.DictReader((tmp_path / "manifest.csv").open()))
+    assert rows[0]["status"] == "ok" and out == ""  # -q prints nothing
+
+
+def test_progress_is_shown_unless_quiet(tmp_path, capsys, ctchest4_path):
+    status, out, err = run_cli(capsys, "segment", ctchest4_path, "-o", tmp_path, "--model", "threshold", "--task", "lungs")
+    assert status == 0
+    assert "CTChest4" in err and "%" in err
+    assert "1 of 1 case(s) segmented" in out
+
+
+def test_png_slice_input(tmp_path, capsys):
+    from PIL import Image
+
+    from lungseg_core.synthetic import make_chest_phantom
+
+    phantom = make_chest_phantom(shape=(9, 128, 128), ggo=False, consolidation=False)
+    display = np.clip((phantom.ct.array[4].astype(float) + 1350) / 1500 * 255, 0, 255).astype(np.uint8)
+    Image.fromarray(display[::-1, ::-1]).save(tmp_path / "slice.png")  # displayed radiologically
+    status, _, err = run_cli(capsys, "segment", tmp_path / "slice.png", "-o", tmp_path / "out", "--model", "threshold", "-q")
+    assert status == 0, err
+    labels = read_volume(tmp_path / "out" / "slice_lungs.nii.gz").array[0]
+    assert {1, 2} <= set(np.unique(labels))
+    # radiological display: the patient's right lung is on the image's left half
+    assert np.argwhere(labels == 1)[:, 1].mean() < np.argwhere(labels == 2)[:, 1].mean()
+
+
+def test_models_command_lists_classical_and_cards(capsys):
+    status, out, _ = run_cli(capsys, "models")
+    assert status == 0 and "threshold" in out
+    status, out, _ = run_cli(capsys, "models", "--json")
+    cards = json.loads(out)
+    assert {c["task"] for c in cards} == {"lungs", "infection"}
+    assert sum(c["default"] for c in cards) == 2  # exactly one default per task
+
+
+def _write_ct(path, array, spacing=(1.0, 1.0, 2.0)):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _three_d_only_model(tmp_path):
+    card = tiny_card(name="only3d")
+    card.update(architecture="unet3d", architecture_kwargs={"base_filters": 4}, in_channels=1, spatial_dims=3)
+    return zoo.save_model_package(build_model("unet3d", in_channels=1, num_classes=3, base_filters=4), card, tmp_path / "models")
+
+
+def bad_inputs(tmp_path, phantom):
+    good = _write_ct(tmp_path / "good.nii.gz", phantom.ct.array)
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    nan = phantom.ct.array.astype(np.float32)
+    nan[3, 40, 40] = np.nan
+    byte_range = np.clip((phantom.ct.array + 1024) / 8, 0, 255).astype(np.uint8)
+    dicom_folder = tmp_path / "dicom"
+    dicom_folder.mkdir()
+    (dicom_folder / "IM0001.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x01" * 64)
+    (tmp_path / "empty.nii.gz").write_bytes(b"")
+    (tmp_path / "notes.nrrd").write_text("just some notes, not an image")
+    from PIL import Image
+
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) % 200).astype(np.uint8)).save(tmp_path / "slice.png")
+    return {
+        "empty file": ([tmp_path / "empty.nii.gz"], [], "empty file"),
+        "truncated": ([truncated], [], "truncated"),
+        "non-image": ([tmp_path / "notes.nrrd"], [], "Cannot read"),
+        "nan": ([_write_ct(tmp_path / "nan.nrrd", nan)], [], "NaN"),
+        "0-255 volume": ([_write_ct(tmp_path / "bytes.nii.gz", byte_range)], [], "8-bit"),
+        "unreadable dicom": ([dicom_folder], [], "DICOM"),
+        "2d for 3d model": ([tmp_path / "slice.png"], ["--lung-model", _three_d_only_model(tmp_path)], "needs a 3D volume"),
+        "missing model": ([good], ["--model", tmp_path / "gone.safetensors"], "does not exist"),
+    }
+
+
+@pytest.mark.parametrize("case", ["empty file", "truncated", "non-image", "nan", "0-255 volume",
+                                  "unreadable dicom", "2d for 3d model", "missing model"])
+def test_bad_input_gives_one_line_error_and_no_partial_output(tmp_path, capsys, phantom, case):
+    inputs, extra, expected = bad_inputs(tmp_path, phantom)[case]
+    out_dir = tmp_path / "out"
+    status, _, err = run_cli(capsys, "segment", *inputs, "-o", out_dir, *extra, "-q")
+    assert status != 0
+    error_lines = [line for line in err.strip().splitlines() if "error" in line]
+    assert len(error_lines) == 1, err
+    assert expected.lower() in error_lines[0].lower()
+    assert "Traceback" not in err
+    leftovers = [p.name for p in out_dir.iterdir()] if out_dir.exists() else []
+    assert set(leftovers) <= {"manifest.csv"}, leftovers
+
+
+def test_0_255_volume_is_accepted_with_display_intensity(tmp_path, capsys, phantom):
+    display = np.clip((phantom.ct.array.astype(float) + 1350) / 1500 * 255, 0, 255).astype(np.uint8)
+    path = _write_ct(tmp_path / "radiopaedia.nii.gz", display, spacing=phantom.ct.spacing)
+    status, _, err = run_cli(capsys, "segment", path, "-o", tmp_path / "out", "--model", "threshold",
+                             "--intensity", "display", "--task", "lungs", "-q")
+    assert status == 0, err
+    lungs = read_volume(tmp_path / "out" / "radiopaedia_lungs.nii.gz").array
+    assert dice(lungs > 0, phantom.lungs > 0) > 0.85
+
+
+def test_raw_scanner_values_are_explained_and_convertible(tmp_path, capsys, phantom):
+    raw = (phantom.ct.array.astype(np.int32) + 1024).clip(0, 4095).astype(np.uint16)
+    path = _write_ct(tmp_path / "raw.nii.gz", raw, spacing=phantom.ct.spacing)
+    status, _, err = run_cli(capsys, "segment", path, "-o", tmp_path / "out", "--model", "threshold", "-q")
+    assert status != 0 and "--intensity raw" in err
+    status, _, err = run_cli(capsys, "segment", path, "-o", tmp_path / "out", "--model", "threshold",
+                             "--intensity", "raw", "--task", "lungs", "-q")
+    assert status == 0, err
+
+
+def test_batch_with_one_bad_case_finishes_the_others(tmp_path, capsys, phantom):
+    (tmp_path / "in").mkdir()
+    _write_ct(tmp_path / "in" / "good.nii.gz", phantom.ct.array, spacing=phantom.ct.spacing)
+    (tmp_path / "in" / "bad.nii.gz").write_bytes(b"")
+    status, _, err = run_cli(capsys, "segment", tmp_path / "in", "-o", tmp_path / "out", "--model", "threshold", "-q")
+    assert status == 1
+    assert (tmp_path / "out" / "good_lungs.nii.gz").exists()
+    rows = {r["case"]: r for r in csv.DictReader((tmp_path / "out" / "manifest.csv").open())}
+    assert rows["good"]["status"] == "ok" and rows["bad"]["status"] == "failed"
+    assert "bad" in err
+
+
+def test_existing_results_need_overwrite(tmp_path, capsys, phantom):
+    path = _write_ct(tmp_path / "c.nii.gz", phantom.ct.array, spacing=phantom.ct.spacing)
+    assert run_cli(capsys, "segment", path, "-o", tmp_path / "o", "--model", "threshold", "--task", "lungs", "-q")[0] == 0
+    status, _, err = run_cli(capsys, "segment", path, "-o", tmp_path / "o", "--model", "threshold", "--task", "lungs", "-q")
+    assert status == 1 and "--overwrite" in err
+    status, _, _ = run_cli(capsys, "segment", path, "-o", tmp_path / "o", "--model", "threshold", "--task", "lungs",
+                           "--overwrite", "-q")
+    assert status == 0

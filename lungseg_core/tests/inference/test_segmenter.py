@@ -1,0 +1,86 @@
+"""The Segmenter: any model in, labels out; determinism; 2D/3D checks; devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lungseg_core.errors import InputError, ModelError
+from lungseg_core.inference import Cancelled, Segmenter
+from lungseg_core.inference.device import resolve_device
+from lungseg_core.io.volume import Volume
+from lungseg_core.models import build_model, zoo
+from lungseg_core.tests.models.test_zoo import save_tiny, tiny_card
+
+
+def test_threshold_segmenter_labels_both_lungs(phantom):
+    labels = Segmenter("threshold", "lungs").predict(phantom.ct)
+    assert labels.shape == phantom.ct.shape and labels.dtype == np.uint8
+    assert set(np.unique(labels)) == {0, 1, 2}
+
+
+def test_network_segmenter_runs_in_input_grid_and_is_deterministic(tmp_path, phantom):
+    card_path, _ = save_tiny(tmp_path, context=1)
+    segmenter = Segmenter(str(card_path), "lungs", device="cpu")
+    first = segmenter.predict(phantom.ct)
+    second = Segmenter(str(card_path), "lungs", device="cpu").predict(phantom.ct)
+    assert first.shape == phantom.ct.shape
+    assert set(np.unique(first)) <= {0, 1, 2}
+    np.testing.assert_array_equal(first, second)
+    assert segmenter.provenance()["sha256"] == zoo.sha256_file(tmp_path / "tiny.safetensors")
+
+
+def test_sizes_not_divisible_by_the_network_are_padded(tmp_path, phantom):
+    card_path, _ = save_tiny(tmp_path, size=36)  # 36 is not a multiple of the network's divisor
+    labels = Segmenter(str(card_path), "lungs", device="cpu").predict(phantom.ct)
+    assert labels.shape == phantom.ct.shape
+
+
+def test_infection_needs_lungs_and_stays_inside_them(phantom):
+    segmenter = Segmenter("threshold", "infection")
+    with pytest.raises(InputError, match="lung labels"):
+        segmenter.predict(phantom.ct)
+    infection = segmenter.predict(phantom.ct, lungs=phantom.lungs)
+    assert not np.any((infection > 0) & (phantom.lungs == 0))
+
+
+def test_3d_model_refuses_2d_slice(tmp_path):
+    card = tiny_card(name="tiny3d")
+    card.update(architecture="unet3d", architecture_kwargs={"base_filters": 4}, in_channels=1, spatial_dims=3,
+                patch_size=[16, 32, 32])
+    network = build_model("unet3d", in_channels=1, num_classes=3, base_filters=4)
+    card_path = zoo.save_model_package(network, card, tmp_path)
+    slice_2d = Volume(np.full((1, 64, 64), 100.0), intensity="display", is_2d=True)
+    with pytest.raises(InputError, match="needs a 3D volume"):
+        Segmenter(str(card_path), "lungs").predict(slice_2d)
+
+
+def test_3d_model_predicts_whole_volume_by_patches(tmp_path, phantom):
+    card = tiny_card(name="tiny3d")
+    card.update(architecture="unet3d", architecture_kwargs={"base_filters": 4}, in_channels=1, spatial_dims=3,
+                patch_size=[16, 48, 48])
+    network = build_model("unet3d", in_channels=1, num_classes=3, base_filters=4)
+    card_path = zoo.save_model_package(network, card, tmp_path)
+    labels = Segmenter(str(card_path), "lungs").predict(phantom.ct)
+    assert labels.shape == phantom.ct.shape
+
+
+def test_cancel_before_start(phantom, tmp_path):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        Segmenter("threshold", "lungs").predict(phantom.ct, cancel=cancel)
+
+
+def test_unknown_task_and_device():
+    with pytest.raises(InputError, match="Unknown task"):
+        Segmenter("threshold", "heart")
+    with pytest.raises(ModelError, match="Unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="--device cpu"):
+            resolve_device("cuda")
+    assert resolve_device("cpu").type == "cpu"
