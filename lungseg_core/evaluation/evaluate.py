@@ -24,6 +24,7 @@ import numpy as np
 from lungseg_core.errors import InputError, LungSegError, OutputError
 from lungseg_core.evaluation.matching import TASKS, CaseFiles, MatchedCase, match_folders
 from lungseg_core.io import Volume, read_labelmap, write_atomic, write_text_atomic
+from lungseg_core.io.segmentation_files import segmentation_tasks
 from lungseg_core.labels import CONSOLIDATION, GGO, INFECTION_LABELS, LEFT_LUNG, LUNG_LABELS, RIGHT_LUNG
 from lungseg_core.metrics import compute_label_metrics, metric_columns
 
@@ -78,22 +79,6 @@ class EvaluationResult:
 
 
 # --------------------------------------------------------------------------------------------- sources
-def segmentation_tasks(path: Path) -> set[str]:
-    """Tasks a ``.seg.nrrd`` has segments for (read from the header only)."""
-    import slicerio
-
-    from lungseg_core.io.segmentation_files import _match_label
-
-    try:
-        segments = slicerio.read_segmentation(str(path), skip_voxels=True)["segments"]
-    except Exception as exc:  # slicerio raises many kinds for broken headers
-        raise InputError(f"Cannot read Slicer segmentation '{path.name}' ({exc})", "re-save it from Slicer") from None
-    return {
-        task for task in TASKS
-        if any(_match_label(s.get("name", ""), s.get("terminology"), task) for s in segments)
-    }
-
-
 def generic_task(path: Path, requested: str) -> str:
     """The task a reference without a task in its name is taken for.
 

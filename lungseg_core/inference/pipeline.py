@@ -119,13 +119,34 @@ def segment_volume(
     return SegmentationResult(lungs, infection, measurements, models, timings, kind)
 
 
-def output_paths(out_dir: Path, case: str, task: str) -> dict[str, Path]:
+def output_paths(out_dir: Path, case: str, task: str, report: bool = False) -> dict[str, Path]:
     paths = {"segmentation": out_dir / f"{case}.seg.nrrd", "json": out_dir / f"{case}.json"}
     if task in ("lungs", "all"):
         paths["lungs"] = out_dir / f"{case}_lungs.nii.gz"
     if task in ("infection", "all"):
         paths["infection"] = out_dir / f"{case}_infection.nii.gz"
+    if report:
+        paths["report"] = out_dir / f"{case}.png"
     return paths
+
+
+def check_outputs_free(paths: dict[str, Path], overwrite: bool) -> None:
+    """Refuse to replace earlier results unless asked: a user's data is never lost silently."""
+    existing = [p.name for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        folder = next(iter(paths.values())).parent
+        raise OutputError(f"Outputs already exist in '{folder}': {', '.join(existing)}",
+                          "pass --overwrite to replace them, or choose another output folder")
+
+
+def task_labelmaps(result: SegmentationResult, task: str) -> dict[str, np.ndarray]:
+    """The labelmaps a task writes (infection runs compute lungs too, but only write infection)."""
+    labelmaps = {}
+    if task in ("lungs", "all") and result.lungs is not None:
+        labelmaps["lungs"] = result.lungs
+    if task in ("infection", "all") and result.infection is not None:
+        labelmaps["infection"] = result.infection
+    return labelmaps
 
 
 def result_document(volume: Volume, result: SegmentationResult, task: str, read_seconds: float) -> dict[str, Any]:
@@ -144,6 +165,43 @@ def result_document(volume: Volume, result: SegmentationResult, task: str, read_
     }
 
 
+def write_case_outputs(
+    volume: Volume,
+    result: SegmentationResult,
+    task: str,
+    paths: dict[str, Path],
+    read_seconds: float = 0.0,
+    write_segmentation_file: Callable[[Path], Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a case's labelmaps, ``.seg.nrrd``, optional report PNG and CASE.json, all or none.
+
+    ``write_segmentation_file(path)`` lets the Slicer module save the ``.seg.nrrd`` with Slicer's own
+    storage node; by default slicerio writes it. Returns the CASE.json document.
+    """
+    started = time.perf_counter()
+    labelmaps = task_labelmaps(result, task)
+    with AtomicGroup() as group:
+        for name, labels in labelmaps.items():
+            write_labelmap(group.path(paths[name]), volume, labels)
+        segmentation_path = group.path(paths["segmentation"])
+        if write_segmentation_file is None:
+            write_segmentation(segmentation_path, volume, labelmaps)
+        else:
+            write_segmentation_file(segmentation_path)
+        if "report" in paths:
+            from lungseg_core.reports import render_case_report
+
+            render_case_report(volume, result.lungs, result.infection, result.measurements, group.path(paths["report"]))
+        document = result_document(volume, result, task, read_seconds)
+        document["seconds"]["write"] = round(time.perf_counter() - started, 3)
+        document["seconds"]["total"] = round(read_seconds + sum(result.timings.values()) + document["seconds"]["write"], 3)
+        document["outputs"] = {k: p.name for k, p in paths.items()}
+        document.update(extra or {})
+        group.path(paths["json"]).write_text(json.dumps(document, indent=2, default=json_default) + "\n", encoding="utf-8")
+    return document
+
+
 def segment_case(
     input_path: str | Path,
     out_dir: str | Path,
@@ -155,39 +213,21 @@ def segment_case(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     intensity: str = "auto",
+    report: bool = False,
 ) -> CaseOutcome:
     """Segment one input and write its outputs together (all or none). Raises on error."""
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    case = case_name(input_path)
-    paths = output_paths(out_dir, case, task)
-    existing = [p.name for p in paths.values() if p.exists()]
-    if existing and not overwrite:
-        raise OutputError(f"Outputs already exist in '{out_dir}': {', '.join(existing)}",
-                          "pass --overwrite to replace them, or choose another output folder")
+    paths = output_paths(Path(out_dir), case_name(input_path), task, report)
+    check_outputs_free(paths, overwrite)
     volume = read_volume(input_path)
     read_seconds = time.perf_counter() - started
     result = segment_volume(volume, task, lung_model, infection_model, device, progress, cancel, intensity)
-
-    labelmaps = {}
-    if task in ("lungs", "all"):
-        labelmaps["lungs"] = result.lungs
-    if task in ("infection", "all"):
-        labelmaps["infection"] = result.infection
-    write_started = time.perf_counter()
-    with AtomicGroup() as group:
-        for name, labels in labelmaps.items():
-            write_labelmap(group.path(paths[name]), volume, labels)
-        write_segmentation(group.path(paths["segmentation"]), volume, labelmaps)
-        document = result_document(volume, result, task, read_seconds)
-        document["seconds"]["write"] = round(time.perf_counter() - write_started, 3)
-        document["seconds"]["total"] = round(time.perf_counter() - started, 3)
-        document["outputs"] = {k: p.name for k, p in paths.items()}
-        group.path(paths["json"]).write_text(json.dumps(document, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    return CaseOutcome(case, str(input_path), "ok", paths, seconds=time.perf_counter() - started)
+    write_case_outputs(volume, result, task, paths, read_seconds)
+    return CaseOutcome(volume.name, str(input_path), "ok", paths, seconds=time.perf_counter() - started)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """JSON for numpy scalars/arrays and paths; NaN/inf become null (JSON has no NaN)."""
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
@@ -210,6 +250,7 @@ def segment_many(
     log: Callable[[str], None] | None = print,
     progress_factory: Callable[[str, int, int], ProgressCallback | None] | None = None,
     intensity: str = "auto",
+    report: bool = False,
 ) -> list[CaseOutcome]:
     """Segment every input, continue past failures, and write ``OUT/manifest.csv`` (and batch summary)."""
     inputs = [Path(p) for p in inputs]
@@ -221,7 +262,7 @@ def segment_many(
         progress = progress_factory(case_name(path), index, len(inputs)) if progress_factory else None
         try:
             outcome = segment_case(path, out_dir, task, lung_model, infection_model, device, overwrite, progress,
-                                   intensity=intensity)
+                                   intensity=intensity, report=report)
         except LungSegError as exc:
             outcome = CaseOutcome(case_name(path), str(path), "failed", error=exc.one_line())
         except Cancelled:

@@ -47,7 +47,7 @@ def write_seg_nrrd(path: str | Path, reference: Volume, labelmaps: dict[str, np.
     return Path(path)
 
 
-def _match_label(name: str, terminology: dict | None, task: str) -> int:
+def segment_label_for_task(name: str, terminology: dict | None, task: str) -> int:
     """Our label for a segment of someone else's segmentation (0 when it is not part of ``task``)."""
     text = name.lower()
     modifier = " ".join((terminology or {}).get("typeModifier", []) or []).lower() if terminology else ""
@@ -67,6 +67,18 @@ def _match_label(name: str, terminology: dict | None, task: str) -> int:
     return 0
 
 
+def segmentation_tasks(path: Path) -> set[str]:
+    """Which tasks ("lungs", "infection") a ``.seg.nrrd`` holds segments for, read from its header only."""
+    import slicerio
+
+    try:
+        segments = slicerio.read_segmentation(str(path), skip_voxels=True)["segments"]
+    except Exception as exc:  # slicerio raises many kinds for broken headers
+        raise InputError(f"Cannot read Slicer segmentation '{Path(path).name}' ({exc})", "re-save it from Slicer") from None
+    return {task for task in ("lungs", "infection")
+            if any(segment_label_for_task(s.get("name", ""), s.get("terminology"), task) for s in segments)}
+
+
 def read_seg_nrrd_labelmap(path: Path, task: str) -> Volume:
     import slicerio
 
@@ -78,7 +90,7 @@ def read_seg_nrrd_labelmap(path: Path, task: str) -> Volume:
     shape_ijk = voxels.shape[-3:]
     out = np.zeros(shape_ijk, dtype=np.uint8)
     for segment in segmentation["segments"]:
-        label = _match_label(segment.get("name", ""), segment.get("terminology"), task)
+        label = segment_label_for_task(segment.get("name", ""), segment.get("terminology"), task)
         if label:
             out[_segment_mask(voxels, segment)] = label
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=float)
@@ -94,4 +106,4 @@ def _segment_mask(voxels: np.ndarray, segment: dict) -> np.ndarray:
     return layer == segment["labelValue"]
 
 
-__all__ = ["write_seg_nrrd", "read_seg_nrrd_labelmap", "SEGMENTS"]
+__all__ = ["write_seg_nrrd", "read_seg_nrrd_labelmap", "segmentation_tasks", "segment_label_for_task", "SEGMENTS"]

@@ -1,0 +1,211 @@
+"""The MRML bridge against Slicer's real classes (slicer-core wheel): geometry, segments, surfaces, files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytest.importorskip("slicer_core")
+
+from LungSegAILib import nodes  # noqa: E402
+from lungseg_core.labels import SEGMENTS  # noqa: E402
+from lungseg_core.synthetic.phantoms import flip_axes  # noqa: E402
+
+
+@pytest.fixture()
+def scene():
+    return slicer.vtkMRMLScene()
+
+
+@pytest.fixture(scope="module")
+def phantom_scene(phantom):
+    """One scene with the phantom CT and its lungs + infection segmentation (built once: surfaces are slow)."""
+    scene = slicer.vtkMRMLScene()
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "phantom")
+    segmentation = nodes.labelmaps_to_segmentation(
+        scene, volume_node, {"lungs": phantom.lungs, "infection": phantom.infection}, "phantom lungs")
+    return scene, volume_node, segmentation
+
+
+def _ras_of_voxel(node, ijk) -> np.ndarray:
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array(matrix.MultiplyPoint(list(ijk) + [1.0]))[:3]
+
+
+@pytest.mark.parametrize("flips", [(False, False, False), (True, False, True), (False, True, False)])
+def test_volume_round_trip_keeps_every_voxel_in_place(scene, phantom, flips):
+    ct = flip_axes(phantom.ct, flips)
+    node = nodes.volume_to_node(ct, scene, "ct")
+    back = nodes.node_to_volume(node)
+    assert np.array_equal(back.array, ct.array)
+    assert back.same_geometry(ct)
+    # a voxel's RAS position in Slicer is its LPS position with x and y negated
+    zyx = np.array([5, 17, 30])
+    lps = ct.zyx_to_lps(zyx[None])[0]
+    assert np.allclose(_ras_of_voxel(node, zyx[::-1]), lps * [-1, -1, 1])
+
+
+def test_node_loaded_by_slicer_matches_lungseg_reader(scene, ctchest4_path):
+    """Independent check of RAS<->LPS: Slicer's own NRRD reader vs lungseg_core's SimpleITK reader."""
+    from lungseg_core.io import read_volume
+
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CTChest4")
+    storage.SetFileName(str(ctchest4_path))
+    assert storage.ReadData(node)
+    from_slicer = nodes.node_to_volume(node)
+    from_core = read_volume(ctchest4_path)
+    assert from_slicer.same_geometry(from_core)
+    assert np.array_equal(from_slicer.array, from_core.array)
+
+
+def test_segments_have_names_colours_terminology_and_exact_voxels(phantom_scene, phantom):
+    scene, volume_node, segmentation = phantom_scene
+    assert nodes.segment_ids(segmentation) == [s.segment_id for s in SEGMENTS]
+    for spec in SEGMENTS:
+        segment = segmentation.GetSegmentation().GetSegment(spec.segment_id)
+        assert segment.GetName() == spec.name
+        assert np.allclose(segment.GetColor(), spec.color)
+        assert segment.GetTerminology() == nodes.terminology_string(spec)
+        source = phantom.lungs if spec.task == "lungs" else phantom.infection
+        mask = nodes.segment_array(segmentation, spec.segment_id, volume_node)
+        assert mask.shape == phantom.ct.shape
+        assert np.array_equal(mask, source == spec.label), spec.name
+
+
+def test_terminology_string_is_what_slicerio_parses(phantom):
+    segmentation_io = pytest.importorskip("slicerio.segmentation")
+    for spec in SEGMENTS:
+        assert segmentation_io.terminology_entry_from_string(nodes.terminology_string(spec)) == spec.terminology
+
+
+def test_reference_geometry_is_the_input_volume(phantom_scene):
+    import vtk
+
+    scene, volume_node, segmentation = phantom_scene
+    serialized = segmentation.GetSegmentation().GetConversionParameter("Reference image geometry")
+    geometry = slicer.vtkOrientedImageData()
+    assert slicer.vtkSegmentationConverter.DeserializeImageGeometry(serialized, geometry)
+    assert geometry.GetExtent() == volume_node.GetImageData().GetExtent()
+    expected, actual = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(expected)
+    geometry.GetImageToWorldMatrix(actual)
+    assert np.allclose(nodes.numpy_matrix(actual), nodes.numpy_matrix(expected))
+    role = segmentation.GetReferenceImageGeometryReferenceRole()
+    assert segmentation.GetNodeReferenceID(role) == volume_node.GetID()
+
+
+def test_lung_surfaces_enclose_the_voxel_volume_within_2_percent(phantom_scene, phantom):
+    scene, volume_node, segmentation = phantom_scene
+    voxel_ml = phantom.ct.voxel_volume_ml
+    for spec in SEGMENTS[:2]:
+        voxels = (phantom.lungs == spec.label).sum() * voxel_ml
+        surface = nodes.closed_surface_volume_ml(segmentation, spec.segment_id)
+        assert surface == pytest.approx(voxels, rel=0.02), spec.name
+    display = segmentation.GetDisplayNode()
+    assert display.GetVisibility3D() and display.GetPreferredDisplayRepresentationName3D() == nodes.CLOSED_SURFACE
+
+
+def test_ctchest4_lung_surfaces_within_2_percent(scene, ctchest4_path, ctchest4_reference):
+    from lungseg_core.io import read_volume
+
+    ct = read_volume(ctchest4_path)
+    node = nodes.volume_to_node(ct, scene, "CTChest4")
+    segmentation = nodes.labelmaps_to_segmentation(scene, node, {"lungs": ctchest4_reference.array})
+    for label, segment_id in ((1, "right_lung"), (2, "left_lung")):
+        voxels = (ctchest4_reference.array == label).sum() * ct.voxel_volume_ml
+        assert voxels > 500  # a real lung, not an empty segment
+        assert nodes.closed_surface_volume_ml(segmentation, segment_id) == pytest.approx(voxels, rel=0.02)
+
+
+def test_volumes_count_voxels(phantom_scene, phantom):
+    scene, volume_node, segmentation = phantom_scene
+    volumes = nodes.segment_volumes_ml(segmentation, volume_node)
+    assert volumes["Right lung"] == pytest.approx((phantom.lungs == 1).sum() * phantom.ct.voxel_volume_ml)
+    assert volumes["Consolidation"] == pytest.approx((phantom.infection == 2).sum() * phantom.ct.voxel_volume_ml)
+
+
+def test_seg_nrrd_written_by_slicer_reads_back_with_slicerio(phantom_scene, phantom, tmp_path):
+    slicerio = pytest.importorskip("slicerio")
+    from lungseg_core.io import read_labelmap
+
+    scene, volume_node, segmentation = phantom_scene
+    path = nodes.save_segmentation(segmentation, tmp_path / "case.seg.nrrd")
+    assert [p.name for p in tmp_path.iterdir()] == ["case.seg.nrrd"]  # no temporary left behind
+    data = slicerio.read_segmentation(str(path))
+    assert [s["name"] for s in data["segments"]] == [s.name for s in SEGMENTS]
+    assert [s["terminology"] for s in data["segments"]] == [s.terminology for s in SEGMENTS]
+    assert np.allclose(data["ijkToLPS"], phantom.ct.ijk_to_lps())
+    assert np.array_equal(read_labelmap(path, "lungs").array, phantom.lungs)
+    assert np.array_equal(read_labelmap(path, "infection").array, phantom.infection)
+
+
+def test_save_refuses_wrong_suffix(phantom_scene, tmp_path):
+    with pytest.raises(ValueError, match="seg.nrrd"):
+        nodes.save_segmentation(phantom_scene[2], tmp_path / "case.nrrd")
+
+
+def test_reusing_a_node_replaces_its_segments(scene, phantom):
+    node = nodes.volume_to_node(phantom.ct, scene, "ct")
+    first = nodes.labelmaps_to_segmentation(scene, node, {"lungs": phantom.lungs, "infection": phantom.infection},
+                                            closed_surface=False)
+    again = nodes.labelmaps_to_segmentation(scene, node, {"lungs": phantom.lungs}, node=first, closed_surface=False)
+    assert again is first
+    assert nodes.segment_ids(again) == ["right_lung", "left_lung"]
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+
+
+def test_wrong_shape_labelmap_is_refused(scene, phantom):
+    node = nodes.volume_to_node(phantom.ct, scene, "ct")
+    with pytest.raises(ValueError, match="shape"):
+        nodes.labelmaps_to_segmentation(scene, node, {"lungs": phantom.lungs[:-1]}, closed_surface=False)
+
+
+def test_measurement_rows_give_infected_share_of_each_lung():
+    lungs = np.zeros((1, 4, 10), np.uint8)
+    lungs[0, :, :5] = 1  # right lung: 20 voxels
+    lungs[0, :, 5:] = 2  # left lung: 20 voxels
+    infection = np.zeros_like(lungs)
+    infection[0, 0, :5] = 1  # 5 GGO voxels in the right lung -> 25 %
+    infection[0, :2, 5] = 2  # 2 consolidation voxels in the left lung -> 10 %
+    rows = {r["Measurement"]: r["Value"] for r in nodes.measurement_rows({"Right lung": 1.5}, lungs, infection)}
+    assert rows["Right lung volume"] == 1.5
+    assert rows["Right lung infection"] == 25.0
+    assert rows["Left lung infection"] == 10.0
+    assert rows["Ground-glass opacity of both lungs"] == 12.5
+    assert rows["Consolidation of both lungs"] == 5.0
+
+
+def test_table_round_trip_and_replacement(scene):
+    rows = [{"Measurement": "Right lung volume", "Value": 1234.5, "Unit": "mL"},
+            {"Measurement": "Left lung volume", "Value": 1100.0, "Unit": "mL"}]
+    table = nodes.rows_to_table(scene, rows, "measurements")
+    assert nodes.table_to_rows(table) == rows
+    again = nodes.rows_to_table(scene, rows[:1], "measurements", node=table)
+    assert again is table and nodes.table_to_rows(again) == rows[:1]
+
+
+def test_result_is_placed_in_the_inputs_study(scene, phantom):
+    node = nodes.volume_to_node(phantom.ct, scene, "ct")
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient 1")
+    study = sh.CreateStudyItem(patient, "Study 1")
+    sh.CreateItem(study, node)  # the Slicer app does this on load; a bare scene does not
+    segmentation = nodes.labelmaps_to_segmentation(scene, node, {"lungs": phantom.lungs}, closed_surface=False)
+    assert nodes.place_beside(scene, segmentation, node) == study
+    assert sh.GetItemParent(sh.GetItemByDataNode(segmentation)) == study
+
+
+def test_find_result_node_matches_source_and_role(scene, phantom):
+    a = nodes.volume_to_node(phantom.ct, scene, "a")
+    b = nodes.volume_to_node(phantom.ct, scene, "b")
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "t")
+    nodes.tag_result(table, a, "measurements")
+    assert nodes.find_result_node(scene, "vtkMRMLTableNode", a, "measurements") is table
+    assert nodes.find_result_node(scene, "vtkMRMLTableNode", b, "measurements") is None
+    assert nodes.find_result_node(scene, "vtkMRMLTableNode", a, "segmentation") is None

@@ -1,0 +1,102 @@
+"""Background tasks: progress, results, errors and cancel, for threads and child processes."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+from LungSegAILib import worker
+
+
+def _drain(task, timeout=20):
+    assert task.wait(timeout), "task did not finish"
+    return task.poll()
+
+
+def test_thread_task_reports_progress_and_result():
+    def job(progress, cancel):
+        for i in range(3):
+            progress((i + 1) / 3, f"step {i + 1}")
+        return 42
+
+    task = worker.ThreadTask(job).start()
+    events = _drain(task)
+    assert task.status == "done" and task.result == 42
+    assert [e.kind for e in events] == ["progress", "progress", "progress", "done"]
+    assert [round(e.fraction, 2) for e in events[:3]] == [0.33, 0.67, 1.0]
+    assert events[1].message == "step 2"
+
+
+def test_thread_task_error_is_reported_not_lost():
+    from lungseg_core.errors import InputError
+
+    def job(progress, cancel):
+        raise InputError("CT has 2 slices", "give a full chest CT")
+
+    task = worker.ThreadTask(job).start()
+    events = _drain(task)
+    assert task.status == "failed" and isinstance(task.error, InputError)
+    assert events[-1].kind == "failed" and events[-1].message == "CT has 2 slices. give a full chest CT."
+
+
+def test_thread_task_cancel_stops_the_job():
+    started = threading.Event()
+
+    def job(progress, cancel):
+        started.set()
+        while not cancel.wait(0.01):
+            pass
+        raise RuntimeError("stopped")
+
+    task = worker.ThreadTask(job).start()
+    assert started.wait(5)
+    assert task.running
+    task.cancel()
+    events = _drain(task)
+    assert task.status == "cancelled" and events[-1].kind == "cancelled"
+
+
+def test_parse_progress_line_reads_epochs_losses_and_dice():
+    event = worker.parse_progress_line("epoch 3/10 train_loss=0.4120 val_loss: 0.38 val_dice=0.912")
+    assert event.kind == "progress" and event.fraction == pytest.approx(0.3)
+    assert event.metrics == {"train_loss": 0.412, "val_loss": 0.38, "val_dice": 0.912}
+    assert worker.parse_progress_line("[2/4] case7: ok 50%").fraction == pytest.approx(0.5)
+    plain = worker.parse_progress_line("loading data")
+    assert plain.kind == "log" and plain.fraction is None and not plain.metrics
+
+
+def test_process_task_streams_lines_and_metrics():
+    code = "import sys\nfor e in (1, 2):\n    print(f'epoch {e}/2 loss={1/e:.2f} dice={0.4*e:.2f}', flush=True)"
+    task = worker.ProcessTask([sys.executable, "-c", code]).start()
+    events = _drain(task)
+    assert task.status == "done" and task.returncode == 0
+    metrics = [e.metrics for e in events if e.metrics]
+    assert metrics == [{"loss": 1.0, "dice": 0.4}, {"loss": 0.5, "dice": 0.8}]
+    assert events[-1].kind == "done"
+
+
+def test_process_chain_stops_at_the_first_failure():
+    fail = [sys.executable, "-c", "import sys; print('bad input'); sys.exit(3)"]
+    never = [sys.executable, "-c", "print('should not run')"]
+    task = worker.ProcessTask([fail, never]).start()
+    events = _drain(task)
+    assert task.status == "failed" and "exit status 3" in task.error and "bad input" in task.error
+    assert not any("should not run" in e.message for e in events)
+
+
+def test_process_task_cancel_terminates_the_child():
+    task = worker.ProcessTask([sys.executable, "-c", "import time; print('go', flush=True); time.sleep(60)"]).start()
+    for _ in range(200):
+        if task.lines:
+            break
+        threading.Event().wait(0.02)
+    task.cancel()
+    events = _drain(task, timeout=15)
+    assert task.status == "cancelled" and events[-1].kind == "cancelled"
+
+
+def test_lungseg_command_uses_the_given_python():
+    assert worker.lungseg_command(["segment", "a"], python="/s/PythonSlicer") == [
+        "/s/PythonSlicer", "-m", "lungseg_core.cli.main", "segment", "a"]

@@ -1,0 +1,172 @@
+"""Segment many chest CTs with 3D Slicer, without a window.
+
+    Slicer --no-main-window --python-script batch_segment.py --input CT_DIR_OR_FILES... --output OUT
+           [--task all|lungs|infection] [--model default|threshold|PATH/NAME.json] [--device auto|cpu|cuda]
+           [--overwrite]
+
+Each CT (a file, or a folder holding one DICOM series) is loaded into Slicer's scene and segmented by the
+module's Logic, exactly as the Apply button does. For each case OUT gets what ``lungseg segment`` writes
+(CASE_lungs.nii.gz, CASE_infection.nii.gz, CASE.json) plus CASE.seg.nrrd saved by Slicer itself; a
+failing case is recorded and the batch goes on; OUT/manifest.csv lists every case; the exit status is 1
+if any case failed, 2 for bad arguments.
+
+The argument parsing and the batch loop take the logic as a parameter, so they are tested without Slicer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+TASKS = ("all", "lungs", "infection")
+
+
+class CaseLogic(Protocol):
+    """What the batch needs from the module Logic (``LungSegAILogic`` provides it inside Slicer)."""
+
+    def segmentFileToFolder(self, input_path: Path, out_dir: Path, task: str, model: str, device: str,
+                            overwrite: bool) -> dict[str, Path]:
+        ...
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batch_segment.py",
+        description="Segment lungs and lung infection in chest CTs with 3D Slicer (headless).",
+    )
+    parser.add_argument("--input", "-i", nargs="+", required=True, metavar="PATH",
+                        help="CT files, folders of CT files, or DICOM series folders")
+    parser.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--task", choices=TASKS, default="all", help="what to segment (default: all)")
+    parser.add_argument("--model", default="default",
+                        help="model id from Resources/models.json (default, threshold) or a NAME.json checkpoint")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where networks run (default: auto = GPU when present)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return parser
+
+
+def _is_volume_file(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(VOLUME_SUFFIXES) and not path.name.lower().endswith(
+        ".seg.nrrd")
+
+
+def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
+    """One entry per case: files as given; a folder's CT files; a folder of DICOM files as one series.
+
+    A folder whose files are all DICOM (``.dcm`` or no suffix) is a series; sub-folders holding series are
+    cases of their own. Order is stable (sorted), duplicates are dropped.
+    """
+    cases: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            cases.append(path)  # missing files are reported per case, not here
+            continue
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        volumes = [p for p in files if _is_volume_file(p) and not p.name.lower().endswith(".dcm")]
+        if volumes:
+            cases.extend(volumes)
+        elif any(_looks_like_dicom(p) for p in files):
+            cases.append(path)
+        for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+            if any(_looks_like_dicom(p) for p in sub.iterdir() if p.is_file()):
+                cases.append(sub)
+    return list(dict.fromkeys(cases))
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def case_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".seg.nrrd",) + VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], None] = print) -> int:
+    """Segment every case, write OUT/manifest.csv, return the exit status (0 all ok, 1 some failed)."""
+    from lungseg_core.inference.pipeline import CaseOutcome, write_manifest
+
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = expand_inputs(args.input)
+    if not cases:
+        log(f"batch_segment: error: no CT found in {', '.join(map(str, args.input))}")
+        write_manifest(out_dir / "manifest.csv", [])
+        return 1
+    outcomes = []
+    for index, path in enumerate(cases, start=1):
+        started = time.perf_counter()
+        try:
+            outputs = logic.segmentFileToFolder(path, out_dir, args.task, args.model, args.device, args.overwrite)
+            outcome = CaseOutcome(case_name(path), str(path), "ok", dict(outputs))
+        except Exception as exc:  # one bad case must not stop the batch
+            message = exc.one_line() if hasattr(exc, "one_line") else f"{type(exc).__name__}: {exc}"
+            if not hasattr(exc, "one_line"):
+                message += " | " + traceback.format_exc(limit=2).replace("\n", " ")[-300:]
+            outcome = CaseOutcome(case_name(path), str(path), "failed", error=message)
+        outcome.seconds = time.perf_counter() - started
+        outcomes.append(outcome)
+        status = "ok" if outcome.status == "ok" else f"FAILED: {outcome.error}"
+        log(f"[{index}/{len(cases)}] {outcome.case}: {status} ({outcome.seconds:.1f} s)")
+    write_manifest(out_dir / "manifest.csv", outcomes)
+    failed = sum(o.status != "ok" for o in outcomes)
+    log(f"{len(outcomes) - failed} of {len(outcomes)} case(s) segmented; manifest: {out_dir / 'manifest.csv'}")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None, logic: CaseLogic | None = None,
+         log: Callable[[str], None] = print) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad arguments; keep that as our status
+        return int(exc.code or 0)
+    if logic is None:
+        logic = _slicer_logic()
+    return run_batch(args, logic, log)
+
+
+def _slicer_logic() -> CaseLogic:
+    """The module's Logic; batch_segment.py sits beside LungSegAI.py, which Slicer has on its path."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import LungSegAI  # noqa: WPS433 - needs Slicer
+
+    return LungSegAI.LungSegAILogic()
+
+
+def _script_arguments() -> list[str]:
+    """Slicer passes ``--python-script FILE ARGS``; sys.argv then holds FILE ARGS."""
+    argv = list(sys.argv)
+    for index, value in enumerate(argv):
+        if Path(value).name == Path(__file__).name:
+            return argv[index + 1:]
+    return argv[1:]
+
+
+if __name__ == "__main__":
+    status = main(_script_arguments())
+    try:
+        import slicer  # noqa: WPS433
+
+        if hasattr(slicer, "app"):
+            slicer.util.exit(status)  # leaves the Slicer application with our status
+    except ImportError:
+        pass
+    sys.exit(status)
