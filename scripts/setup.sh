@@ -26,6 +26,19 @@ if ! python -c "import torch" >/dev/null 2>&1; then
   python -m pip install -q --disable-pip-version-check "${LUNGSEG_TORCH_SPEC:-torch==2.13.0}"
 fi
 
+# Offscreen 3D rendering (report pictures) needs EGL + Mesa's software renderer from the OS. Installed when
+# we are root and they are missing; without them the 3D panels are skipped with a clear message.
+GL_PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri"
+if command -v dpkg >/dev/null 2>&1 && ! dpkg -s $GL_PACKAGES >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing headless OpenGL: $GL_PACKAGES" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $GL_PACKAGES) >/dev/null 2>&1 \
+      || echo "[setup] could not install $GL_PACKAGES: 3D report panels will be skipped" >&2
+  else
+    echo "[setup] note: $GL_PACKAGES missing (need root to install): 3D report panels will be skipped" >&2
+  fi
+fi
+
 STAMP="$VENV/.lungseg-installed-$EXTRAS"
 WANT="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
