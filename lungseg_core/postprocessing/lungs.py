@@ -1,0 +1,282 @@
+"""Lung mask post-processing: keep the lungs, fill holes, split right/left in patient space.
+
+Used after the classical method and after every learned model, so every function accepts a binary mask or
+a 1 (right) / 2 (left) labelmap in numpy (z, y, x) order with the geometry of a :class:`Volume`.
+Sizes are in millimetres / millilitres so results do not depend on the voxel grid.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import numpy as np
+from scipy import ndimage
+
+from lungseg_core.io.volume import Volume, patient_left_score
+from lungseg_core.labels import LEFT_LUNG, RIGHT_LUNG
+
+log = logging.getLogger(__name__)
+
+# A second lung component must hold at least this fraction of the largest one; smaller ones are islands,
+# bowel gas or airway pieces.
+MIN_SECOND_LUNG_FRACTION = 0.08
+# Components smaller than this are never lungs (mL); protects against noise on tiny inputs.
+MIN_LUNG_ML = 5.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# geometry helpers
+# ----------------------------------------------------------------------------------------------------------
+class CanonicalView:
+    """Reorders a (z, y, x) array so its axes run inferior->superior, anterior->posterior, right->left.
+
+    Works for any storage orientation close to axial (LPS, RAS, flipped, transposed): each array axis is
+    matched to the LPS axis its direction column is closest to. ``forward`` and ``backward`` return views.
+    """
+
+    def __init__(self, volume: Volume):
+        direction = np.abs(volume.direction)  # rows: L, P, S ; columns: i, j, k (= numpy axes 2, 1, 0)
+        best = max(itertools.permutations(range(3)), key=lambda p: sum(direction[p[c], c] for c in range(3)))
+        # best[ijk] = LPS axis of array axis ijk. Canonical numpy axis c holds LPS axis 2 - c.
+        lps_of_numpy = {2 - ijk: best[ijk] for ijk in range(3)}
+        self.perm = tuple(next(n for n in range(3) if lps_of_numpy[n] == 2 - c) for c in range(3))
+        self.flips = tuple(
+            bool(volume.direction[2 - c, 2 - self.perm[c]] < 0) for c in range(3)
+        )
+        self.spacing_zyx = tuple(volume.spacing[2 - n] for n in self.perm)
+
+    def forward(self, array: np.ndarray) -> np.ndarray:
+        out = np.transpose(array, self.perm)
+        axes = [c for c in range(3) if self.flips[c]]
+        return np.flip(out, axis=axes) if axes else out
+
+    def backward(self, array: np.ndarray) -> np.ndarray:
+        axes = [c for c in range(3) if self.flips[c]]
+        out = np.flip(array, axis=axes) if axes else array
+        return np.transpose(out, np.argsort(self.perm))
+
+
+def axial_axis(volume: Volume) -> int:
+    """The numpy axis that runs head-foot (0 for ordinary axial storage)."""
+    return CanonicalView(volume).perm[0]
+
+
+def _slice_structure(axis: int) -> np.ndarray:
+    """4-connectivity inside each plane normal to ``axis``, no connection across planes."""
+    structure = np.zeros((3, 3, 3), bool)
+    plane = [slice(None)] * 3
+    plane[axis] = 1
+    structure[tuple(plane)] = ndimage.generate_binary_structure(2, 1)
+    return structure
+
+
+# ----------------------------------------------------------------------------------------------------------
+# generic mask operations
+# ----------------------------------------------------------------------------------------------------------
+def fill_holes(mask: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Fill background regions not connected to the array border.
+
+    ``axis=None`` fills in 3D; an integer fills every 2D plane normal to that axis (border = plane edges).
+    Implemented with one labelling pass, which is much faster than scipy's iterative fill on CT volumes.
+    """
+    mask = np.asarray(mask, bool)
+    structure = ndimage.generate_binary_structure(3, 1) if axis is None else _slice_structure(axis)
+    background, _ = ndimage.label(~mask, structure)
+    faces = [ax for ax in range(3) if ax != axis]
+    border = np.zeros(background.max() + 1, bool)
+    for ax in faces:
+        for index in (0, -1):
+            border[np.take(background, index, axis=ax)] = True
+    border[0] = True  # label 0 is the mask itself
+    return mask | ~border[background]
+
+
+def remove_small_components(mask: np.ndarray, volume: Volume, min_volume_ml: float) -> np.ndarray:
+    """Drop 3D connected components (26-connected) smaller than ``min_volume_ml``; keeps label values."""
+    mask = np.asarray(mask)
+    labels, count = ndimage.label(mask > 0, np.ones((3, 3, 3), bool))
+    if count == 0:
+        return mask.copy()
+    sizes_ml = np.bincount(labels.ravel())[1:] * volume.voxel_volume_ml
+    keep = np.concatenate([[False], sizes_ml >= min_volume_ml])
+    return np.where(keep[labels], mask, 0).astype(mask.dtype)
+
+
+def _ball(radius_mm: float, spacing_zyx: tuple[float, float, float], planar_axis: int | None = None) -> np.ndarray:
+    """Ellipsoidal structuring element of a physical radius on an anisotropic grid."""
+    half = [max(0, int(np.floor(radius_mm / s))) for s in spacing_zyx]
+    if planar_axis is not None:
+        half[planar_axis] = 0
+    grids = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
+    dist = sum((g * s) ** 2 for g, s in zip(grids, spacing_zyx))
+    return dist <= radius_mm**2 + 1e-6
+
+
+# ----------------------------------------------------------------------------------------------------------
+# left / right split
+# ----------------------------------------------------------------------------------------------------------
+def _two_seeds(mask: np.ndarray, spacing_zyx, max_depth_mm: float) -> np.ndarray | None:
+    """Erode (via one distance map) until two big components appear; returns their labels 1/2 or None."""
+    if mask.sum() == 0:
+        return None
+    distance = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    step = max(min(spacing_zyx), 0.5)
+    depth = 0.0
+    while depth <= max_depth_mm:
+        core = distance > depth
+        labels, count = ndimage.label(core)
+        if count >= 2:
+            sizes = np.bincount(labels.ravel())[1:]
+            order = np.argsort(sizes)[::-1]
+            if sizes[order[1]] >= 0.1 * sizes[order[0]]:
+                seeds = np.zeros(mask.shape, np.uint8)
+                seeds[labels == order[0] + 1] = 1
+                seeds[labels == order[1] + 1] = 2
+                return seeds
+        if count == 0:
+            return None
+        depth += step
+    return None
+
+
+def _assign_to_seeds(mask: np.ndarray, seeds: np.ndarray, spacing_zyx) -> np.ndarray:
+    """Give each mask voxel the seed label reached through the mask at the deepest 'neck' (watershed)."""
+    from skimage.segmentation import watershed
+
+    distance = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    return watershed(-distance, seeds, mask=mask).astype(np.uint8)
+
+
+def _display_layout_transposed(volume: Volume, parts: np.ndarray) -> bool:
+    """For 2D screenshots without geometry: are the two lungs stacked vertically?
+
+    Some public slice collections (MedSeg / COVID-SemiSeg from Inf-Net) store slices transposed, spine on
+    the right. Transposing a radiological display puts the patient's right at the top, so we use rows there.
+    """
+    if not (volume.is_2d and volume.metadata.get("spacing_known", True) is False):
+        return False
+    centres = [np.argwhere(parts == k).mean(axis=0) for k in (1, 2)]
+    dz, dy, dx = np.abs(centres[0] - centres[1])
+    return dy > dx
+
+
+def _side_of_single(volume: Volume, component: np.ndarray, body_centre_x: float | None) -> int:
+    """Side of a lone lung: its centroid compared with the body midline (or the image centre)."""
+    x = patient_left_score(volume, component)
+    if body_centre_x is None:
+        centre = np.array(volume.shape, float)[None] / 2 - 0.5
+        body_centre_x = float(volume.zyx_to_lps(centre)[0, 0])
+    return LEFT_LUNG if x > body_centre_x else RIGHT_LUNG
+
+
+def split_left_right(
+    mask: np.ndarray, volume: Volume, max_depth_mm: float = 30.0, body_centre_x: float | None = None
+) -> np.ndarray:
+    """Label a lung mask 1 = right, 2 = left, even when the lungs touch at the anterior/posterior junction.
+
+    The mask is eroded (thresholds on one Euclidean distance map in mm) until two large components appear;
+    every voxel is then assigned by watershed on the distance map, which cuts at the narrowest neck. Sides
+    come from patient space (LPS x of each part's centroid), so any storage orientation works. With a single
+    lung (or no separable pair) the whole mask gets the side of its centroid relative to the midline.
+    """
+    mask = np.asarray(mask) > 0
+    out = np.zeros(mask.shape, np.uint8)
+    if not mask.any():
+        return out
+    spacing_zyx = tuple(volume.spacing[::-1])
+    labels, count = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())[1:]
+    order = np.argsort(sizes)[::-1]
+    if count >= 2 and sizes[order[1]] >= MIN_SECOND_LUNG_FRACTION * sizes[order[0]]:
+        # already apart: grow the two big components over the small pieces
+        seeds = np.zeros(mask.shape, np.uint8)
+        seeds[labels == order[0] + 1] = 1
+        seeds[labels == order[1] + 1] = 2
+    else:
+        seeds = _two_seeds(mask, spacing_zyx, max_depth_mm)
+    if seeds is None:
+        out[mask] = _side_of_single(volume, mask, body_centre_x)
+        return out
+    parts = _assign_to_seeds(mask, seeds, spacing_zyx)
+    if _display_layout_transposed(volume, parts):
+        first_is_right = np.argwhere(parts == 1)[:, 1].mean() < np.argwhere(parts == 2)[:, 1].mean()
+    else:
+        first_is_right = patient_left_score(volume, parts == 1) < patient_left_score(volume, parts == 2)
+    out[parts == 1] = RIGHT_LUNG if first_is_right else LEFT_LUNG
+    out[parts == 2] = LEFT_LUNG if first_is_right else RIGHT_LUNG
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# clean-up of any lung prediction
+# ----------------------------------------------------------------------------------------------------------
+def select_lung_components(mask: np.ndarray, volume: Volume) -> np.ndarray:
+    """Keep the largest component and, if present, a second one of comparable size at lung height.
+
+    A second component must hold ``MIN_SECOND_LUNG_FRACTION`` of the largest and (in 3D) reach above the
+    largest one's centre: bowel / stomach gas lies under the diaphragm, below the middle of the lungs.
+    """
+    mask = np.asarray(mask) > 0
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    order = np.argsort(sizes)[::-1]
+    keep = [order[0] + 1]
+    min_lung_voxels = 0 if volume.is_2d else MIN_LUNG_ML / volume.voxel_volume_ml
+    min_voxels = max(MIN_SECOND_LUNG_FRACTION * sizes[order[0]], min_lung_voxels)
+    canon = None if volume.is_2d else CanonicalView(volume).forward(labels)
+    for index in order[1:]:
+        if sizes[index] < min_voxels:
+            break
+        if canon is not None:
+            first_centre = ndimage.center_of_mass(canon == order[0] + 1)[0]
+            top = np.nonzero((canon == index + 1).any(axis=(1, 2)))[0].max()
+            if top < first_centre:
+                continue
+        keep.append(index + 1)
+        break
+    return np.isin(labels, keep)
+
+
+def clean_lungs(labels_or_mask: np.ndarray, volume: Volume, closing_mm: float = 0.0) -> np.ndarray:
+    """Keep the two lungs, fill their holes (vessels, nodules), and label them 1 right / 2 left.
+
+    Accepts a binary mask or a 1/2 labelmap. With a labelmap the two labels seed the split (models separate
+    the lungs well), but sides are re-checked in patient space, so a model that swapped sides is corrected.
+    """
+    labels_or_mask = np.asarray(labels_or_mask)
+    if labels_or_mask.shape != volume.shape:
+        raise ValueError(f"mask shape {labels_or_mask.shape} differs from volume shape {volume.shape}")
+    axial = axial_axis(volume)
+    mask = select_lung_components(labels_or_mask > 0, volume)
+    mask = fill_holes(mask, axis=axial)
+    mask = fill_holes(mask)
+    if closing_mm > 0:
+        mask = _close(mask, volume, closing_mm, axial)
+    has_both = np.isin([RIGHT_LUNG, LEFT_LUNG], np.unique(labels_or_mask)).all()
+    if not has_both or volume.is_2d and volume.metadata.get("spacing_known", True) is False:
+        return split_left_right(mask, volume)
+    seeds = np.zeros(mask.shape, np.uint8)
+    for value in (RIGHT_LUNG, LEFT_LUNG):
+        part, n = ndimage.label((labels_or_mask == value) & mask)
+        if n:
+            seeds[part == np.argmax(np.bincount(part.ravel())[1:]) + 1] = value
+    if not (seeds == RIGHT_LUNG).any() or not (seeds == LEFT_LUNG).any():
+        return split_left_right(mask, volume)
+    parts = _assign_to_seeds(mask, seeds, tuple(volume.spacing[::-1]))
+    if patient_left_score(volume, parts == RIGHT_LUNG) > patient_left_score(volume, parts == LEFT_LUNG):
+        log.warning("lung labels were on the wrong patient sides; swapped them")
+        parts = np.where(parts > 0, 3 - parts, 0).astype(np.uint8)
+    return parts
+
+
+def _close(mask: np.ndarray, volume: Volume, radius_mm: float, axial: int) -> np.ndarray:
+    """In-plane closing (rounds juxtapleural nodules back in) without letting the lungs merge."""
+    spacing_zyx = tuple(volume.spacing[::-1])
+    structure = _ball(radius_mm, spacing_zyx, planar_axis=axial)
+    pad = [(s // 2, s // 2) for s in structure.shape]
+    padded = np.pad(mask, pad)
+    closed = ndimage.binary_closing(padded, structure)[tuple(slice(p, -p or None) for p, _ in pad)]
+    return mask | closed

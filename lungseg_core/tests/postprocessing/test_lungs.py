@@ -1,0 +1,109 @@
+"""Lung post-processing: hole filling, small components, left/right split in patient space, clean-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lungseg_core.io.volume import Volume
+from lungseg_core.postprocessing import clean_lungs, fill_holes, remove_small_components, split_left_right
+from lungseg_core.postprocessing.lungs import CanonicalView, axial_axis
+from lungseg_core.synthetic import make_chest_phantom
+from lungseg_core.synthetic.phantoms import flip_axes
+from lungseg_core.tests.conftest import dice
+
+ORIENTATIONS = {"lps": (False, False, False), "ras_like": (True, True, False), "all_flipped": (True, True, True)}
+
+
+@pytest.fixture(scope="module")
+def touching():
+    return make_chest_phantom(touching_lungs=True, ggo=False, consolidation=False)
+
+
+def test_fill_holes_2d_per_slice_and_3d():
+    mask = np.zeros((3, 7, 7), bool)
+    mask[:, 1:6, 1:6] = True
+    mask[:, 3, 3] = False  # a hole in every slice
+    filled_2d = fill_holes(mask, axis=0)
+    assert filled_2d[:, 3, 3].all()
+    # in 3D the hole column reaches the top and bottom faces, so it is not a hole
+    assert not fill_holes(mask)[:, 3, 3].any()
+    closed = mask.copy()
+    closed[0], closed[2] = True, True
+    assert fill_holes(closed)[1, 3, 3]
+
+
+def test_remove_small_components_known_answer():
+    volume = Volume(np.zeros((1, 6, 6)), spacing=(10.0, 10.0, 10.0))  # 1 voxel = 1 mL
+    mask = np.zeros((1, 6, 6), np.uint8)
+    mask[0, 0:2, 0:2] = 2  # 4 mL
+    mask[0, 5, 5] = 1  # 1 mL
+    out = remove_small_components(mask, volume, min_volume_ml=2.0)
+    assert out.dtype == mask.dtype
+    assert (out[0, 0:2, 0:2] == 2).all()
+    assert out.sum() == 8
+    assert out[0, 5, 5] == 0
+
+
+@pytest.mark.parametrize("name", list(ORIENTATIONS))
+def test_canonical_view_round_trip(name):
+    phantom = make_chest_phantom(shape=(8, 10, 12)).reoriented(ORIENTATIONS[name])
+    view = CanonicalView(phantom.ct)
+    canon = view.forward(phantom.ct.array)
+    assert canon.shape == (8, 10, 12)
+    np.testing.assert_array_equal(view.backward(canon), phantom.ct.array)
+    assert axial_axis(phantom.ct) == 0
+
+
+def test_canonical_view_of_transposed_storage():
+    """A volume stored with x and z swapped: the head-foot axis is numpy axis 2."""
+    volume = Volume(np.zeros((4, 5, 6)), direction=np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]]))
+    assert axial_axis(volume) == 2
+    assert CanonicalView(volume).forward(volume.array).shape == (6, 5, 4)
+
+
+@pytest.mark.parametrize("name", list(ORIENTATIONS))
+def test_split_touching_lungs_in_patient_space(touching, name):
+    phantom = touching.reoriented(ORIENTATIONS[name])
+    labels = split_left_right(phantom.lungs > 0, phantom.ct)
+    for value in (1, 2):
+        assert dice(labels == value, phantom.lungs == value) >= 0.95, f"lung {value} in {name}"
+
+
+def test_split_single_lung_uses_midline():
+    phantom = make_chest_phantom(ggo=False, consolidation=False)
+    only_left = phantom.lungs == 2
+    labels = split_left_right(only_left, phantom.ct)
+    assert set(np.unique(labels)) == {0, 2}
+
+
+def test_clean_lungs_drops_islands_fills_vessels_and_labels_sides():
+    phantom = make_chest_phantom(ggo=False, consolidation=False)
+    raw = (phantom.ct.array < -400) & (phantom.lungs > 0)  # lungs with vessel holes
+    raw[2:4, 5:8, 40:44] = True  # a small island far from the lungs
+    assert not raw[phantom.lungs > 0].all()
+    labels = clean_lungs(raw.astype(np.uint8), phantom.ct)
+    assert labels[2:4, 5:8, 40:44].max() == 0
+    for value in (1, 2):
+        assert dice(labels == value, phantom.lungs == value) >= 0.98
+
+
+def test_clean_lungs_swaps_wrong_sides_of_a_labelmap():
+    phantom = make_chest_phantom(ggo=False, consolidation=False).reoriented(ORIENTATIONS["ras_like"])
+    swapped = np.where(phantom.lungs > 0, 3 - phantom.lungs, 0).astype(np.uint8)
+    labels = clean_lungs(swapped, phantom.ct)
+    for value in (1, 2):
+        assert dice(labels == value, phantom.lungs == value) >= 0.98
+
+
+def test_clean_lungs_rejects_shape_mismatch():
+    phantom = make_chest_phantom(shape=(8, 10, 12))
+    with pytest.raises(ValueError):
+        clean_lungs(np.zeros((8, 10, 11), np.uint8), phantom.ct)
+
+
+def test_flip_axes_keeps_patient_sides():
+    """Guard for the phantom helper the split tests rely on: flipped storage keeps physical positions."""
+    phantom = make_chest_phantom(shape=(8, 20, 24), ggo=False, consolidation=False)
+    flipped = flip_axes(phantom.ct, (True, False, False))
+    assert np.allclose(flipped.zyx_to_lps(np.array([[0, 0, 23]])), phantom.ct.zyx_to_lps(np.array([[0, 0, 0]])))
