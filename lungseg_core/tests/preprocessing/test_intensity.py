@@ -57,7 +57,7 @@ def test_raw_0_4095_asks_for_rescale(phantom):
         check_intensity(raw)
     message = str(info.value)
     assert "rescale" in message and "1024" in message and "RescaleIntercept" in message
-    assert "--intensity hu" in message
+    assert "--intensity raw" in message
 
 
 def test_mr_like_is_refused_naming_the_modality():

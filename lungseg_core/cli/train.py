@@ -1,0 +1,58 @@
+"""``lungseg train CONFIG.json [-o RUN_DIR] [--resume] [--epochs N] [--device ...] [--set KEY=VALUE ...]``.
+
+Multi-GPU / multi-node: start it with ``torchrun --nproc_per_node N -m lungseg_core.cli.main train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+HELP = "Train a lung or infection model from a JSON config (resumable; multi-GPU through torchrun)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="training config (JSON), e.g. configs/seed5_unet_lungs.json")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="run folder for checkpoints, log.csv, curves.png and the model package "
+                             "(default: runs/NAME beside the current folder)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in the output folder from its last checkpoint")
+    parser.add_argument("--epochs", type=int, default=None, help="total number of epochs (overrides the config)")
+    parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N")
+    parser.add_argument("--fold", type=int, default=None, help="cross-validation fold to hold out (with 'folds' in the config)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (JSON), repeatable: --set lr=5e-4 --set slice_spec.size=128")
+    parser.add_argument("--quiet", action="store_true", help="print only the final line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lungseg_core.errors import InputError
+    from lungseg_core.training.config import load_config, parse_override
+    from lungseg_core.training.trainer import train
+
+    overrides = dict(parse_override(text) for text in args.overrides)
+    if args.fold is not None:
+        overrides["fold"] = args.fold
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError(f"--epochs {args.epochs} is not a positive number", "give --epochs 1 or more")
+    config = load_config(args.config, overrides)
+    run_dir = args.output or Path("runs") / config.name
+    command = _command_line(args, run_dir)
+    result = train(config, run_dir, resume=args.resume, device=args.device, epochs=args.epochs, command=command,
+                   log=None if args.quiet else print)
+    if result.package is not None:  # only rank 0 writes (and reports) the package
+        print(f"model package: {result.package}")
+    return 0
+
+
+def _command_line(args: argparse.Namespace, run_dir: Path) -> str:
+    """The command that reproduces this run (recorded in the model card)."""
+    parts = ["lungseg", "train", str(args.config), "-o", str(run_dir)]
+    if args.epochs is not None:
+        parts += ["--epochs", str(args.epochs)]
+    if args.fold is not None:
+        parts += ["--fold", str(args.fold)]
+    for text in args.overrides:
+        parts += ["--set", text]
+    return " ".join(shlex.quote(p) for p in parts)

@@ -1,0 +1,41 @@
+"""``lungseg train`` end to end through the command-line entry point."""
+
+import json
+
+from lungseg_core.cli.main import main
+
+
+def _config(tmp_path):
+    config = {
+        "name": "cli-tiny", "task": "lungs", "architecture": "unet", "num_classes": 3,
+        "architecture_kwargs": {"base_filters": 4, "depth": 2},
+        "data": [{"layout": "phantom", "options": {"cases": 2, "shape": [8, 48, 48]}}],
+        "slice_spec": {"size": 32, "context": 1}, "epochs": 3, "batch_size": 2, "max_slices_per_case": 2,
+    }
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_train_then_resume_from_the_command_line(tmp_path, capsys):
+    config = _config(tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "-o", str(run), "--epochs", "1", "--device", "cpu", "--set", "lr=0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1" in out and "model package:" in out
+    card = json.loads((run / "model" / "cli-tiny.json").read_text())
+    assert card["training"]["config"]["lr"] == 0.001
+    assert "--set lr=0.001" in card["training"]["command"]
+    assert main(["train", str(config), "-o", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert (run / "log.csv").read_text().count("\n") == 3  # header + epochs 1 and 2
+
+
+def test_user_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err and err.count("\n") == 1
+    config = _config(tmp_path)
+    assert main(["train", str(config), "-o", str(tmp_path / "r"), "--set", "optimizer=rmsprop"]) == 2
+    assert "use one of: adam, adamw, sgd" in capsys.readouterr().err
+    assert main(["train", str(config), "-o", str(tmp_path / "r2"), "--set", "epochs"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err

@@ -1,0 +1,69 @@
+"""Augmentation keeps labels valid and aligned with the image."""
+
+import numpy as np
+import pytest
+
+from lungseg_core.errors import InputError
+from lungseg_core.training.augment import AugmentConfig, Augmenter
+
+
+def _image_and_threshold_labels(size: int = 64):
+    """A smooth image whose labels are a threshold of it: any misalignment shows as disagreement."""
+    y, x = np.mgrid[0:size, 0:size]
+    blob1 = np.exp(-(((y - 20) / 8.0) ** 2 + ((x - 22) / 12.0) ** 2))
+    blob2 = np.exp(-(((y - 42) / 10.0) ** 2 + ((x - 44) / 6.0) ** 2))
+    image = (0.9 * blob1 + 0.6 * blob2).astype(np.float32)
+    labels = np.zeros((size, size), np.uint8)
+    labels[image > 0.5] = 1
+    labels[(blob2 > blob1) & (image > 0.5)] = 2
+    return image[None], labels
+
+
+GEOMETRY = {"enabled": True, "flip_lr": 0.5, "flip_ud": 0.5, "rotate_prob": 1.0, "rotate_deg": 20,
+            "scale_prob": 1.0, "scale_range": [0.9, 1.1]}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_geometry_keeps_labels_aligned_with_the_image(seed):
+    image, labels = _image_and_threshold_labels()
+    out_image, out_labels = Augmenter(GEOMETRY, np.random.default_rng(seed))(image, labels)
+    assert set(np.unique(out_labels)) <= {0, 1, 2}  # nearest neighbour: no blended label values
+    assert out_labels.dtype == labels.dtype and out_image.shape == image.shape
+    inside = out_image[0] > 0.5
+    agreement = np.mean(inside == (out_labels > 0))
+    assert agreement > 0.98  # only boundary pixels may differ after interpolation
+
+
+def test_rotation_actually_moves_things():
+    image, labels = _image_and_threshold_labels()
+    config = {"enabled": True, "rotate_prob": 1.0, "rotate_deg": 20}
+    _, out_labels = Augmenter(config, np.random.default_rng(3))(image, labels)
+    assert np.mean(out_labels != labels) > 0.01
+
+
+def test_lr_flip_swaps_side_labels_when_asked():
+    image, labels = _image_and_threshold_labels()
+    config = {"enabled": True, "flip_lr": 1.0, "swap_labels_on_lr_flip": [1, 2]}
+    out_image, out_labels = Augmenter(config, np.random.default_rng(0))(image, labels)
+    np.testing.assert_array_equal(out_image, image[..., ::-1])
+    mirrored = labels[:, ::-1]
+    assert np.all(out_labels[mirrored == 1] == 2) and np.all(out_labels[mirrored == 2] == 1)
+
+
+def test_intensity_jitter_changes_image_only_and_stays_in_unit_range():
+    image, labels = _image_and_threshold_labels()
+    config = {"enabled": True, "intensity_prob": 1.0, "gamma_prob": 1.0, "noise_prob": 1.0, "blur_prob": 1.0}
+    out_image, out_labels = Augmenter(config, np.random.default_rng(0))(image, labels)
+    np.testing.assert_array_equal(out_labels, labels)
+    assert not np.allclose(out_image, image)
+    assert out_image.min() >= 0.0 and out_image.max() <= 1.0
+
+
+def test_disabled_augmentation_is_identity_and_bad_options_fail():
+    image, labels = _image_and_threshold_labels()
+    out_image, out_labels = Augmenter({"enabled": False, "flip_lr": 1.0})(image, labels)
+    assert out_image is image and out_labels is labels
+    with pytest.raises(InputError, match="Unknown augmentation option"):
+        AugmentConfig.from_dict({"mirror": 1})
+    with pytest.raises(InputError, match="not a probability"):
+        AugmentConfig.from_dict({"flip_lr": 2})

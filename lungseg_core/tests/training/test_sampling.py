@@ -1,0 +1,78 @@
+"""Slice sampling, non-informative slice removal and patient-level splits."""
+
+import numpy as np
+import pytest
+
+from lungseg_core.errors import InputError
+from lungseg_core.preprocessing.slices import SliceSpec
+from lungseg_core.synthetic import make_chest_phantom
+from lungseg_core.training.config import TrainConfig
+from lungseg_core.training.sampling import (SliceDataset, build_training_data, case_to_stack, kfold_split,
+                                            patient_split, reduce_labels, select_slices)
+
+
+def test_noninformative_slices_dropped_but_some_negatives_kept():
+    labels = np.zeros((20, 4, 4), np.uint8)
+    labels[5:12, 1:3, 1:3] = 1
+    rng = np.random.default_rng(0)
+    assert list(select_slices(labels, True, 0.0, 0, rng)) == list(range(5, 12))
+    assert list(select_slices(labels, False, 0.0, 0, rng)) == list(range(20))
+    with_negatives = select_slices(labels, True, 1.0, 0, rng)
+    assert len(with_negatives) == 20
+    even = select_slices(labels, True, 0.0, 3, rng)
+    assert list(even) == [5, 8, 11]
+
+
+def test_patient_split_never_puts_one_patient_on_both_sides():
+    patients = [f"p{i // 3}" for i in range(30)]  # 10 patients, 3 cases (e.g. scans or slices) each
+    train, val = patient_split(patients, 0.3, seed=4)
+    assert set(train).isdisjoint(val) and sorted(train + val) == list(range(30))
+    assert {patients[i] for i in train}.isdisjoint({patients[i] for i in val})
+    assert len({patients[i] for i in val}) == 3
+    seen_val = set()
+    for fold in range(5):
+        train, val = kfold_split(patients, 5, fold, seed=1)
+        assert {patients[i] for i in train}.isdisjoint({patients[i] for i in val})
+        seen_val |= {patients[i] for i in val}
+    assert seen_val == set(patients)  # every patient is validated exactly once over the folds
+    with pytest.raises(InputError, match="needs at least 5 patients"):
+        kfold_split(["a", "b"], 5, 0)
+
+
+def test_case_to_stack_matches_the_inference_preprocessing():
+    phantom = make_chest_phantom(shape=(10, 48, 48), seed=0)
+    spec = SliceSpec(size=32, context=1)
+    stack = case_to_stack(phantom.ct, phantom.lungs, spec, "p", task="lungs", num_classes=3)
+    informative = np.flatnonzero(phantom.lungs.reshape(10, -1).any(1))
+    assert stack.images.shape == (informative.size, 3, 32, 32) and stack.images.dtype == np.float16
+    assert stack.labels.dtype == np.uint8 and set(np.unique(stack.labels)) == {0, 1, 2}
+    binary = case_to_stack(phantom.ct, phantom.lungs, spec, "p", task="lungs", num_classes=2)
+    assert set(np.unique(binary.labels)) == {0, 1}
+    with pytest.raises(InputError, match="num_classes"):
+        reduce_labels(np.array([0, 3]), "lungs", 3)
+
+
+def test_training_data_split_by_patient_from_config():
+    config = TrainConfig.from_dict({
+        "name": "t", "task": "lungs", "architecture": "unet", "num_classes": 3,
+        "data": [{"layout": "phantom", "options": {"cases": 5, "shape": [8, 32, 32]}}],
+        "slice_spec": {"size": 32, "context": 0}, "val_fraction": 0.4, "max_slices_per_case": 2,
+    })
+    data = build_training_data(config)
+    assert set(data.train_cases).isdisjoint(data.val_cases)
+    assert len(data.train_cases) == 3 and len(data.val_cases) == 2
+    assert len(data.train) == 6 and len(data.val) == 4
+    image, labels = SliceDataset(data.train)[0]
+    assert image.shape == (1, 32, 32) and labels.dtype.is_floating_point is False
+
+
+def test_lesion_hosts_give_infection_labels():
+    config = TrainConfig.from_dict({
+        "name": "t", "task": "infection", "architecture": "unet", "num_classes": 3,
+        "data": [{"layout": "phantom", "labels": "lungs", "options": {"cases": 2, "shape": [8, 32, 32]}}],
+        "slice_spec": {"size": 32, "context": 0}, "val_fraction": 0.5,
+        "synthetic_lesions": {"copies": 2, "count": [3, 3], "diameter_mm": [30, 60]},
+    })
+    data = build_training_data(config)
+    assert len(data.train_cases) == 2 and all("+lesions" in n for n in data.train_cases)
+    assert data.train.labels.max() >= 1 and data.train.labels.max() <= 2

@@ -1,0 +1,140 @@
+"""The training loop: every seed recipe runs, checkpoints resume exactly, early stopping stops."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lungseg_core.errors import InputError
+from lungseg_core.training.config import TrainConfig, load_config
+from lungseg_core.training.trainer import build_network, load_checkpoint, train
+
+CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs").glob("seed*.json"))
+SMALL_KWARGS = {
+    "unet": {"base_filters": 4, "depth": 2},
+    "segnet": {"base_filters": 4, "depth": 2},
+    "resnet50_unet": {"decoder_channels": [8, 8, 8, 8, 8]},
+    "resnet101_unet": {"decoder_channels": [8, 8, 8, 8, 8]},
+    "deeplabv3plus_resnet50": {"aspp_channels": 8, "low_level_channels": 4},
+}
+
+
+def tiny(config_path: Path, **extra) -> TrainConfig:
+    """The recipe as written, on 2 tiny phantoms, 64x64, a couple of slices, 1 epoch, a shrunk network."""
+    raw = json.loads(config_path.read_text())
+    hosts = {"layout": "phantom", "labels": "lungs", "role": "train", "options": {"cases": 1, "shape": [8, 48, 48], "seed": 9}}
+    phantoms = {"layout": "phantom", "options": {"cases": 2, "shape": [8, 48, 48]}}
+    overrides = {
+        "data": [phantoms, hosts] if raw["task"] == "infection" else [phantoms],
+        "slice_spec": {**raw["slice_spec"], "size": 64},
+        "architecture_kwargs": SMALL_KWARGS[raw["architecture"]],
+        "epochs": 1, "batch_size": 2, "max_slices_per_case": 2, "val_fraction": 0.5,
+        "synthetic_lesions": {**raw.get("synthetic_lesions", {}), "copies": 1} if raw["task"] == "infection" else {},
+        **extra,
+    }
+    return TrainConfig.from_dict({**raw, **overrides}, source=config_path)
+
+
+def _log_rows(run: Path) -> list[dict]:
+    with open(run / "log.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_there_are_eight_seed_configs():
+    names = {p.stem for p in CONFIGS}
+    assert {"seed1_unet_lungs", "seed2_resnet50_unet_sgd_lungs", "seed3_segnet_lungs", "seed4_resnet101_unet_lungs",
+            "seed5_unet_lungs", "seed5_deeplabv3plus_lungs", "seed5_unet_infection",
+            "seed5_deeplabv3plus_infection"} <= names
+
+
+# ResNet-50/101 encoders cannot be shrunk: their 1-epoch runs take ~10-30 s on a shared 2-core CPU
+RECIPES = [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if "resnet" in p.stem or "deeplab" in p.stem else [])
+           for p in CONFIGS]
+
+
+@pytest.mark.parametrize("config_path", RECIPES)
+def test_each_seed_recipe_trains_one_epoch(config_path, tmp_path):
+    config = tiny(config_path)
+    result = train(config, tmp_path / "run", log=None, command="pytest")
+    run = tmp_path / "run"
+    rows = _log_rows(run)
+    assert len(rows) == 1 and np.isfinite(float(rows[0]["train_loss"])) and 0 <= float(rows[0]["val_dice"]) <= 1
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "checkpoints" / "last.pt").exists() and (run / "checkpoints" / "best.pt").exists()
+    card = json.loads(result.package.read_text())
+    assert card["architecture"] == config.architecture and card["task"] == config.task
+    assert card["in_channels"] == config.in_channels and card["slice_spec"]["size"] == 64
+    assert len(card["sha256"]) == 64 and (result.package.parent / card["weights_file"]).exists()
+    assert card["training"]["seed"] == config.seed and card["training"]["epochs"] == 1
+    assert "val_dice" in card["metrics"] and card["metrics"]["val_dice"]["command"] == "pytest"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_path", CONFIGS, ids=lambda p: p.stem)
+def test_real_architecture_of_each_recipe_steps_at_64(config_path):
+    config = load_config(config_path)
+    model = build_network(config)  # the recipe's own architecture and options
+    from lungseg_core.training.losses import build_loss
+
+    images = torch.rand(2, config.in_channels, 64, 64)
+    labels = torch.randint(0, config.num_classes, (2, 64, 64))
+    logits = model(images)
+    assert logits.shape == (2, config.num_classes, 64, 64)
+    build_loss(config.loss, **config.loss_kwargs)(logits, labels).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+UNET = next(p for p in CONFIGS if p.stem == "seed5_unet_lungs")
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
+    config = tiny(UNET, epochs=2)
+    straight = train(config, tmp_path / "straight", log=None)
+    train(config, tmp_path / "resumed", epochs=1, log=None)
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["epoch"] == 1
+    resumed = train(config, tmp_path / "resumed", resume=True, log=None)
+    assert resumed.epochs_run == 2 and [r["epoch"] for r in _log_rows(tmp_path / "resumed")] == ["1", "2"]
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6)
+    assert straight.history[-1]["val_loss"] == pytest.approx(resumed.history[-1]["val_loss"], rel=1e-5)
+
+
+def test_run_folder_protection(tmp_path):
+    config = tiny(UNET)
+    with pytest.raises(InputError, match="Nothing to resume"):
+        train(config, tmp_path / "run", resume=True, log=None)
+    train(config, tmp_path / "run", log=None)
+    with pytest.raises(InputError, match="already holds a training run"):
+        train(config, tmp_path / "run", log=None)
+    changed = tiny(UNET, num_classes=2)
+    with pytest.raises(InputError, match="num_classes differs"):
+        train(changed, tmp_path / "run", resume=True, epochs=2, log=None)
+
+
+def test_early_stopping_stops_after_patience(tmp_path):
+    # an impossible min_delta: nothing after epoch 1 counts as an improvement
+    config = tiny(UNET, epochs=10, early_stopping_patience=2, min_delta=1e9, monitor="val_loss", scheduler="none")
+    result = train(config, tmp_path / "run", log=None)
+    assert result.stopped_early and result.epochs_run == 3 and result.best_epoch == 1
+    assert len(_log_rows(tmp_path / "run")) == 3
+
+
+def test_config_errors_say_what_to_fix(tmp_path):
+    base = json.loads(UNET.read_text())
+    cases = [({"learning_rate": 1}, "Unknown config key"), ({"optimizer": "rmsprop"}, "use one of: adam, adamw, sgd"),
+             ({"epochs": "ten"}, "must be a whole number"), ({"lr": 0}, "too small"),
+             ({"slice_spec": {"size": 4}}, "Invalid slice_spec"), ({"loss": "hinge"}, "Config key 'loss'"),
+             ({"data": [{"root": "x", "format": "y"}]}, "Unknown key"), ({"folds": 5, "fold": 5}, "fold 5 does not exist")]
+    for change, message in cases:
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps({**base, **change}))
+        with pytest.raises(InputError, match=message):
+            load_config(path)
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_config(path)

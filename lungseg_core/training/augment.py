@@ -1,0 +1,133 @@
+"""2D slice augmentation applied identically to an image (C, H, W) and its labels (H, W).
+
+Geometry (flips, rotation, scaling) goes through one affine matrix for both arrays: linear interpolation
+for the image, nearest neighbour for the labels, so label values never blend. Intensity jitter (brightness/
+contrast, gamma, Gaussian noise, blur) touches the image only. Images are expected in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+from scipy import ndimage
+
+from lungseg_core.errors import InputError
+
+
+@dataclass
+class AugmentConfig:
+    """Probabilities and ranges of each augmentation; all off by default (``enabled`` False)."""
+
+    enabled: bool = False
+    flip_lr: float = 0.0  # probability of a left-right (x) flip
+    flip_ud: float = 0.0  # probability of an anterior-posterior (y) flip
+    swap_labels_on_lr_flip: list[int] | None = None  # e.g. [1, 2]: right/left lung labels follow the mirror
+    rotate_prob: float = 0.0
+    rotate_deg: float = 20.0  # uniform in [-rotate_deg, +rotate_deg]
+    scale_prob: float = 0.0
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    intensity_prob: float = 0.0  # brightness/contrast: x * c + b
+    contrast_range: tuple[float, float] = (0.9, 1.1)
+    brightness_range: tuple[float, float] = (-0.05, 0.05)
+    gamma_prob: float = 0.0
+    gamma_range: tuple[float, float] = (0.8, 1.25)
+    noise_prob: float = 0.0
+    noise_std: float = 0.02
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.3, 1.0)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "AugmentConfig":
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(
+                f"Unknown augmentation option(s) {', '.join(unknown)}", f"use only: {', '.join(sorted(known))}"
+            )
+        for key in ("scale_range", "contrast_range", "brightness_range", "gamma_range", "blur_sigma"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        config = cls(**values)
+        for f in fields(cls):
+            if f.name.endswith("_prob") or f.name.startswith("flip_"):
+                p = getattr(config, f.name)
+                if not 0.0 <= float(p) <= 1.0:
+                    raise InputError(f"augmentation.{f.name} = {p} is not a probability", "give a value in [0, 1]")
+        return config
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Augmenter:
+    """Callable ``(image, labels) -> (image, labels)`` drawing its random choices from ``rng``."""
+
+    def __init__(self, config: AugmentConfig | dict | None = None, rng: np.random.Generator | None = None):
+        self.config = config if isinstance(config, AugmentConfig) else AugmentConfig.from_dict(config)
+        self.rng = rng if rng is not None else np.random.default_rng()
+
+    def __call__(self, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.config.enabled:
+            return image, labels
+        image, labels = self._flips(image, labels)
+        image, labels = self._affine(image, labels)
+        return self._intensity(image), labels
+
+    def _chance(self, p: float) -> bool:
+        return p > 0 and self.rng.random() < p
+
+    def _flips(self, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        if self._chance(cfg.flip_lr):
+            image, labels = image[..., ::-1], labels[..., ::-1]
+            if cfg.swap_labels_on_lr_flip:
+                # A mirrored chest has its right lung where the left one was: keep labels tied to image side.
+                a, b = cfg.swap_labels_on_lr_flip
+                labels = np.where(labels == a, b, np.where(labels == b, a, labels))
+        if self._chance(cfg.flip_ud):
+            image, labels = image[..., ::-1, :], labels[..., ::-1, :]
+        return np.ascontiguousarray(image), np.ascontiguousarray(labels)
+
+    def _affine(self, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        angle = self.rng.uniform(-cfg.rotate_deg, cfg.rotate_deg) if self._chance(cfg.rotate_prob) else 0.0
+        scale = self.rng.uniform(*cfg.scale_range) if self._chance(cfg.scale_prob) else 1.0
+        if angle == 0.0 and scale == 1.0:
+            return image, labels
+        matrix, offset = rotation_scale_matrix(labels.shape, angle, scale)
+        fill = float(image.min())  # air/background outside the field of view
+        warped = np.stack([
+            ndimage.affine_transform(channel, matrix, offset, order=1, mode="constant", cval=fill)
+            for channel in image.astype(np.float32)
+        ])
+        warped_labels = ndimage.affine_transform(labels, matrix, offset, order=0, mode="constant", cval=0)
+        return warped.astype(image.dtype), warped_labels.astype(labels.dtype)
+
+    def _intensity(self, image: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        out = image.astype(np.float32)
+        if self._chance(cfg.intensity_prob):
+            out = out * self.rng.uniform(*cfg.contrast_range) + self.rng.uniform(*cfg.brightness_range)
+        if self._chance(cfg.gamma_prob):
+            out = np.clip(out, 0.0, 1.0) ** self.rng.uniform(*cfg.gamma_range)
+        if self._chance(cfg.blur_prob):
+            sigma = self.rng.uniform(*cfg.blur_sigma)
+            out = np.stack([ndimage.gaussian_filter(channel, sigma) for channel in out])
+        if self._chance(cfg.noise_prob):
+            out = out + self.rng.normal(0.0, cfg.noise_std, out.shape).astype(np.float32)
+        return np.clip(out, 0.0, 1.0).astype(image.dtype)
+
+
+def rotation_scale_matrix(shape: tuple[int, int], angle_deg: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix and offset for ``ndimage.affine_transform`` rotating/zooming a 2D array about its centre.
+
+    affine_transform maps output coordinates to input coordinates, hence the inverse rotation and 1/scale.
+    """
+    theta = np.deg2rad(angle_deg)
+    cos, sin = np.cos(theta), np.sin(theta)
+    matrix = np.array([[cos, -sin], [sin, cos]]) / scale
+    center = (np.asarray(shape, dtype=float) - 1) / 2
+    offset = center - matrix @ center
+    return matrix, offset

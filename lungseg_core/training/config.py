@@ -1,0 +1,246 @@
+"""Training configuration: one JSON file per recipe, validated up front with errors that say what to fix.
+
+Relative data paths are relative to the config file's folder; ``$VARS`` and ``~`` are expanded. See
+docs/training.md for every key.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from lungseg_core.errors import InputError
+
+TASKS = ("lungs", "infection")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("plateau", "cosine", "none")
+MONITORS = ("val_loss", "val_dice")
+ROLES = ("split", "train", "val")
+
+
+@dataclass
+class DataSource:
+    """One dataset folder (or generated phantoms) feeding training.
+
+    ``labels`` says which task the source's labels are for (default: the config's task). A ``lungs``
+    source in an ``infection`` config is a lesion host: synthetic lesions are inserted and their masks
+    become the labels. ``role`` puts the whole source in training or validation instead of splitting it.
+    """
+
+    root: str | None = None
+    layout: str = "auto"
+    labels: str | None = None
+    role: str = "split"
+    optional: bool = False  # skip with a note when the folder is missing instead of failing
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    task: str
+    architecture: str
+    data: list[DataSource]
+    num_classes: int = 3
+    architecture_kwargs: dict = field(default_factory=dict)
+    slice_spec: dict = field(default_factory=lambda: {"size": 256, "context": 1})
+    loss: str = "dice_ce"
+    loss_kwargs: dict = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    scheduler: str = "plateau"
+    scheduler_kwargs: dict = field(default_factory=lambda: {"factor": 0.5, "patience": 2})
+    epochs: int = 50
+    batch_size: int = 8
+    early_stopping_patience: int = 5  # epochs without improvement of ``monitor``; 0 = off
+    min_delta: float = 1e-4
+    monitor: str = "val_loss"  # best checkpoint and early stopping follow this
+    val_fraction: float = 0.2
+    folds: int = 0  # k-fold cross-validation when > 1; ``fold`` picks the validation fold
+    fold: int = 0
+    seed: int = 0
+    drop_noninformative: bool = True  # seed method: drop slices without any label
+    keep_empty_fraction: float = 0.1  # ...but keep this share of them so the model sees negatives
+    max_slices_per_case: int = 0  # 0 = all; else an even sample of the informative slices
+    crop_to_lungs: bool = False  # seed 5: crop each case to its lungs (+ margin) before slicing
+    augmentation: dict = field(default_factory=dict)
+    synthetic_lesions: dict = field(default_factory=dict)  # {"copies": n, "count": [a, b], "kinds": [...]}
+    num_workers: int = 0
+    amp: bool = True  # mixed precision, only ever used on CUDA
+    grad_clip: float = 0.0
+    description: str = ""
+    source_path: str | None = None  # where the config was read from (filled in by load_config)
+
+    # ------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict, source: str | Path | None = None) -> "TrainConfig":
+        where = f" in '{source}'" if source else ""
+        if not isinstance(values, dict):
+            raise InputError(f"The training config{where} is not a JSON object", "write it as {\"key\": value, ...}")
+        values = {k: v for k, v in values.items() if not k.startswith("_")}  # "_comment" keys are notes
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(f"Unknown config key(s) {', '.join(unknown)}{where}", f"valid keys are: {', '.join(sorted(known))}")
+        missing = [k for k in ("name", "task", "architecture", "data") if k not in values]
+        if missing:
+            raise InputError(f"The training config{where} lacks {', '.join(missing)}", "add them (see docs/training.md)")
+        values = dict(values)
+        values["data"] = [_data_source(d, i, where) for i, d in enumerate(_as_list(values["data"], where))]
+        config = cls(**values)
+        if source is not None:
+            config.source_path = str(source)
+        config.validate(where)
+        return config
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("source_path")
+        return d
+
+    def validate(self, where: str = "") -> None:
+        _choice("task", self.task, TASKS, where)
+        _choice("optimizer", self.optimizer, OPTIMIZERS, where)
+        _choice("scheduler", self.scheduler, SCHEDULERS, where)
+        _choice("monitor", self.monitor, MONITORS, where)
+        for key in ("epochs", "batch_size"):
+            _number(key, getattr(self, key), where, minimum=1, integer=True)
+        for key in ("early_stopping_patience", "max_slices_per_case", "num_workers", "folds", "fold", "seed"):
+            _number(key, getattr(self, key), where, minimum=0, integer=True)
+        _number("num_classes", self.num_classes, where, minimum=2, integer=True)
+        _number("lr", self.lr, where, minimum=0, exclusive=True)
+        for key in ("momentum", "weight_decay", "min_delta", "grad_clip"):
+            _number(key, getattr(self, key), where, minimum=0)
+        for key in ("val_fraction", "keep_empty_fraction"):
+            _number(key, getattr(self, key), where, minimum=0, maximum=1)
+        if self.folds > 1 and self.fold >= self.folds:
+            raise InputError(f"fold {self.fold} does not exist with folds = {self.folds}{where}", f"use fold 0..{self.folds - 1}")
+        for key in ("architecture_kwargs", "slice_spec", "loss_kwargs", "scheduler_kwargs", "augmentation", "synthetic_lesions"):
+            if not isinstance(getattr(self, key), dict):
+                raise InputError(f"Config key '{key}'{where} must be a JSON object", "write it as {...}")
+        self.spec()  # SliceSpec checks size, context, window, enhancement
+        from lungseg_core.training.augment import AugmentConfig
+        from lungseg_core.training.losses import LOSSES
+
+        AugmentConfig.from_dict(self.augmentation)
+        _choice("loss", self.loss, tuple(LOSSES), where)
+        if not self.data:
+            raise InputError(f"The config{where} lists no data sources", "add at least one entry to 'data'")
+
+    def spec(self):
+        from lungseg_core.preprocessing.slices import SliceSpec
+
+        unknown = sorted(set(self.slice_spec) - {"size", "context", "window", "enhance", "crop_to_body"})
+        if unknown:
+            raise InputError(f"Unknown slice_spec key(s) {', '.join(unknown)}", "use size, context, window, enhance, crop_to_body")
+        try:
+            return SliceSpec.from_dict(self.slice_spec)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"Invalid slice_spec: {exc}", "fix slice_spec in the config") from None
+
+    @property
+    def in_channels(self) -> int:
+        return self.spec().in_channels
+
+    def resolve_root(self, root: str | None) -> Path | None:
+        """A data root with variables expanded, relative to the config file's folder."""
+        if root is None:
+            return None
+        path = Path(os.path.expanduser(os.path.expandvars(root)))
+        if not path.is_absolute() and self.source_path:
+            path = Path(self.source_path).resolve().parent / path
+        return path
+
+
+def _as_list(value: Any, where: str) -> list:
+    if isinstance(value, dict):
+        return [value]
+    if not isinstance(value, list):
+        raise InputError(f"Config key 'data'{where} must be a list of data sources", "write \"data\": [{\"root\": ...}]")
+    return value
+
+
+def _data_source(values: Any, index: int, where: str) -> DataSource:
+    if isinstance(values, str):
+        values = {"root": values}
+    if not isinstance(values, dict):
+        raise InputError(f"data[{index}]{where} must be a folder path or an object", "write {\"root\": \"folder\"}")
+    known = {f.name for f in fields(DataSource)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"Unknown key(s) {', '.join(unknown)} in data[{index}]{where}", f"valid keys are: {', '.join(sorted(known))}")
+    source = DataSource(**values)
+    _choice(f"data[{index}].role", source.role, ROLES, where)
+    if source.labels is not None:
+        _choice(f"data[{index}].labels", source.labels, TASKS, where)
+    if source.root is None and source.layout != "phantom":
+        raise InputError(f"data[{index}]{where} has no 'root' folder", "give the dataset folder (or layout 'phantom')")
+    return source
+
+
+def _choice(key: str, value: Any, choices: tuple, where: str) -> None:
+    if value not in choices:
+        raise InputError(f"Config key '{key}' is '{value}'{where}", f"use one of: {', '.join(map(str, choices))}")
+
+
+def _number(key: str, value: Any, where: str, minimum: float | None = None, maximum: float | None = None,
+            integer: bool = False, exclusive: bool = False) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        kind = "a whole number" if integer else "a number"
+        raise InputError(f"Config key '{key}' must be {kind}, got {value!r}{where}", f"write {key} as {kind}")
+    if minimum is not None and (value < minimum or (exclusive and value == minimum)):
+        raise InputError(f"Config key '{key}' = {value}{where} is too small", f"use a value {'>' if exclusive else '>='} {minimum}")
+    if maximum is not None and value > maximum:
+        raise InputError(f"Config key '{key}' = {value}{where} is too large", f"use a value <= {maximum}")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read and validate a JSON config; ``overrides`` ("key" or "nested.key" -> value) apply first."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"Config file '{path}' does not exist", "check the path (examples are in configs/)")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"Config '{path.name}' is not valid JSON (line {exc.lineno}: {exc.msg})", "fix the JSON syntax") from None
+    values = apply_overrides(values, overrides or {})
+    return TrainConfig.from_dict(values, source=path)
+
+
+def apply_overrides(values: dict, overrides: dict[str, Any]) -> dict:
+    """A copy of ``values`` with dotted keys set: {"slice_spec.size": 64, "epochs": 1}."""
+    values = copy.deepcopy(values)
+    for dotted, value in overrides.items():
+        target = values
+        *parents, last = dotted.split(".")
+        for part in parents:
+            if part.isdigit() and isinstance(target, list):
+                target = target[int(part)]
+                continue
+            target = target.setdefault(part, {})
+            if not isinstance(target, (dict, list)):
+                raise InputError(f"Cannot set '{dotted}': '{part}' is not an object", "override a nested key of an object")
+        if isinstance(target, list) and last.isdigit():
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return values
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from the command line; VALUE is JSON when it parses, else a plain string."""
+    if "=" not in text:
+        raise InputError(f"Override '{text}' is not KEY=VALUE", "write e.g. --set epochs=5 or --set slice_spec.size=128")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value

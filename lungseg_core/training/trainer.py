@@ -1,0 +1,528 @@
+"""The training loop: data -> model -> checkpoints, logs, curves and a model package.
+
+Runs the same on a 2-core CPU, one GPU (mixed precision) or many GPUs/nodes under ``torchrun``
+(DistributedDataParallel; gloo on CPU, nccl on GPU). Only rank 0 writes files. A run folder holds:
+
+    config.json              the validated config as trained
+    log.csv                  one row per epoch (losses, Dice per class, learning rate, seconds)
+    curves.png               loss and Dice curves
+    checkpoints/last.pt      everything needed to resume (model, optimiser, scheduler, epoch, RNG states)
+    checkpoints/best.pt      the best weights by the monitored metric
+    model/NAME.json + .safetensors   the best model as a package (lungseg_core.models.zoo)
+    summary.json
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Subset
+
+from lungseg_core.errors import InputError, ModelError
+from lungseg_core.io.atomic import atomic_path, write_text_atomic
+from lungseg_core.labels import INFECTION_LABELS, LUNG_LABELS
+from lungseg_core.training.config import TrainConfig
+from lungseg_core.training.losses import build_loss
+from lungseg_core.training.sampling import SliceDataset, TrainingData, build_training_data
+
+CHECKPOINT_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------------------------
+# distributed set-up (torchrun environment variables)
+# ------------------------------------------------------------------------------------------------------
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialised_here: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> DistInfo:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); a no-op for a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, False)
+    backend = "nccl" if device_kind == "cuda" and dist.is_nccl_available() else "gloo"
+    dist.init_process_group(backend=backend, init_method="env://")
+    return DistInfo(rank, world, local_rank, True)
+
+
+def _all_reduce(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
+    if not info.enabled:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def choose_device(requested: str, info: DistInfo | None = None) -> torch.device:
+    """``auto`` -> CUDA when available (one GPU per local rank under torchrun), else CPU."""
+    requested = (requested or "auto").lower()
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError("A CUDA GPU was requested but none is available to PyTorch", "use --device cpu or auto")
+        if requested == "cuda" and info is not None and info.enabled:
+            requested = f"cuda:{info.local_rank}"
+        device = torch.device(requested)
+        torch.cuda.set_device(device)
+        return device
+    if requested not in ("cpu", "mps"):
+        raise ModelError(f"Unknown device '{requested}'", "use auto, cpu or cuda")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    """RNG states as tensors/lists only, so checkpoints load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------------------
+# model, optimiser, scheduler
+# ------------------------------------------------------------------------------------------------------
+def build_network(config: TrainConfig) -> torch.nn.Module:
+    from lungseg_core.models.registry import build_model
+
+    return build_model(config.architecture, in_channels=config.in_channels, num_classes=config.num_classes,
+                       **config.architecture_kwargs)
+
+
+def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                               nesterov=False)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+    kwargs = dict(config.scheduler_kwargs)
+    try:
+        if config.scheduler == "plateau":
+            mode = "min" if config.monitor == "val_loss" else "max"
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, **kwargs)
+        if config.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=kwargs.pop("T_max", config.epochs), **kwargs)
+    except TypeError as exc:
+        raise InputError(f"Bad scheduler_kwargs for '{config.scheduler}': {exc}", "fix scheduler_kwargs in the config") from None
+    return None
+
+
+def label_names(task: str, num_classes: int) -> dict[str, str]:
+    """Model-card labels: sides / GGO-consolidation with 3 classes, one foreground label with 2."""
+    if num_classes == 2:
+        return {"1": "Lung" if task == "lungs" else "Infection"}
+    names = LUNG_LABELS if task == "lungs" else INFECTION_LABELS
+    return {str(k): v for k, v in names.items() if k < num_classes}
+
+
+def hardware_description(device: torch.device, world_size: int = 1) -> str:
+    if device.type == "cuda":
+        what = torch.cuda.get_device_name(device)
+    else:
+        what = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    prefix = f"{world_size} x " if world_size > 1 else ""
+    return f"{prefix}{what}; torch {torch.__version__}; {platform.system()} {platform.release()}"
+
+
+# ------------------------------------------------------------------------------------------------------
+# one epoch
+# ------------------------------------------------------------------------------------------------------
+def _loader(dataset, batch_size: int, shuffle: bool, seed: int, epoch: int, info: DistInfo, workers: int,
+            pin: bool) -> DataLoader:
+    sampler = None
+    generator = None
+    if shuffle and info.enabled:
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=False
+        )
+        sampler.set_epoch(epoch)
+    elif shuffle:
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch)  # same order when resumed
+    per_rank = len(dataset) // max(info.world_size, 1)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      generator=generator, num_workers=workers, pin_memory=pin,
+                      drop_last=shuffle and per_rank > batch_size)  # no 1-slice batches through BatchNorm
+
+
+def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, amp: bool, grad_clip: float) -> tuple[float, int]:
+    model.train()
+    total, count = 0.0, 0
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            logits = model(images)
+        loss = loss_fn(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise ModelError(f"The training loss became {loss.item()} (diverged)", "lower the learning rate ('lr')")
+        scaler.scale(loss).backward()
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        total += float(loss.item()) * images.shape[0]
+        count += images.shape[0]
+    return total, count
+
+
+@torch.no_grad()
+def evaluate(model, loader, loss_fn, device, num_classes: int, amp: bool) -> list[float]:
+    """Sums [loss*n, n, tp_1.., fp_1.., fn_1..] over the loader (reduced across ranks by the caller)."""
+    model.eval()
+    loss_sum, count = 0.0, 0
+    tp = torch.zeros(num_classes - 1, dtype=torch.float64)
+    fp, fn = tp.clone(), tp.clone()
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            logits = model(images)
+        loss_sum += float(loss_fn(logits.float(), labels).item()) * images.shape[0]
+        count += images.shape[0]
+        pred = logits.argmax(1)
+        for c in range(1, num_classes):
+            p, r = pred == c, labels == c
+            tp[c - 1] += (p & r).sum().item()
+            fp[c - 1] += (p & ~r).sum().item()
+            fn[c - 1] += (~p & r).sum().item()
+    return [loss_sum, float(count), *tp.tolist(), *fp.tolist(), *fn.tolist()]
+
+
+def _dice_from_sums(sums: list[float], num_classes: int) -> list[float]:
+    k = num_classes - 1
+    tp, fp, fn = sums[2:2 + k], sums[2 + k:2 + 2 * k], sums[2 + 2 * k:2 + 3 * k]
+    # a class absent from prediction and reference counts as perfect (nothing to find, nothing found)
+    return [1.0 if t + p + n == 0 else 2 * t / (2 * t + p + n) for t, p, n in zip(tp, fp, fn)]
+
+
+# ------------------------------------------------------------------------------------------------------
+# run-folder outputs
+# ------------------------------------------------------------------------------------------------------
+def write_log_csv(path: Path, history: list[dict]) -> None:
+    columns = list(history[0])
+    for row in history[1:]:
+        columns += [c for c in row if c not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def plot_curves(path: Path, history: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
+    ax_loss.plot(epochs, [row["val_loss"] for row in history], "o-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_loss.legend()
+    dice_columns = [c for c in history[0] if c.startswith("val_dice")]
+    for column in dice_columns:
+        ax_dice.plot(epochs, [row[column] for row in history], "o-", label=column.replace("val_", ""))
+    ax_dice.set(xlabel="epoch", ylabel="Dice", title="Validation Dice", ylim=(0, 1))
+    ax_dice.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise InputError(f"Cannot read checkpoint '{path}' ({exc.__class__.__name__})", "start a fresh run without --resume") from None
+
+
+# ------------------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int
+    best_value: float
+    stopped_early: bool
+    package: Path | None
+    history: list[dict] = field(default_factory=list)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _improved(value: float, best: float | None, monitor: str, min_delta: float) -> bool:
+    if best is None:
+        return True
+    return value < best - min_delta if monitor == "val_loss" else value > best + min_delta
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    device: str = "auto",
+    epochs: int | None = None,
+    command: str = "",
+    log: Callable[[str], None] | None = print,
+) -> TrainResult:
+    """Train ``config`` into ``run_dir``; ``resume`` continues from ``run_dir/checkpoints/last.pt``.
+
+    ``epochs`` overrides the config's total number of epochs (e.g. to extend a finished run).
+    """
+    run_dir = Path(run_dir)
+    requested = (device or "auto").lower()
+    kind = "cuda" if requested.startswith("cuda") or (requested == "auto" and torch.cuda.is_available()) else "cpu"
+    info = init_distributed(kind)
+    say = (log if info.is_main and log is not None else (lambda _msg: None))
+    try:
+        return _train(config, run_dir, resume, choose_device(requested, info), epochs or config.epochs, command, info, say)
+    finally:
+        if info.initialised_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config, run_dir, resume, device, total_epochs, command, info: DistInfo, say) -> TrainResult:
+    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    if info.is_main:
+        _check_run_dir(run_dir, resume, last_path)
+    seed_everything(config.seed + info.rank)
+    started = time.perf_counter()
+    data = build_training_data(config, say)
+    say(f"data: {len(data.train)} training / {len(data.val)} validation slices "
+        f"({len(data.train_cases)} / {len(data.val_cases)} cases) in {time.perf_counter() - started:.1f} s")
+
+    model = build_network(config).to(device)
+    if info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    optimizer = build_optimizer(config, model.parameters())
+    scheduler = build_scheduler(config, optimizer)
+    amp = bool(config.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    loss_fn = build_loss(config.loss, **config.loss_kwargs)
+
+    state = {"epoch": 0, "best_value": None, "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
+    if resume:
+        checkpoint = load_checkpoint(last_path)
+        _check_resumable(checkpoint, config, last_path)
+        _unwrap(model).load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if scheduler is not None and checkpoint.get("scheduler") is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        state.update({k: checkpoint[k] for k in state})
+        _set_rng_state(checkpoint["rng"][info.rank] if isinstance(checkpoint["rng"], list) else checkpoint["rng"])
+        say(f"resumed from epoch {state['epoch']} ({last_path})")
+    if info.is_main:
+        write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+
+    train_ds = SliceDataset(data.train, config.augmentation, seed=config.seed)
+    val_ds = Subset(SliceDataset(data.val), range(info.rank, len(data.val), info.world_size))
+    pin = device.type == "cuda"
+    stopped_early = False
+    for epoch in range(state["epoch"] + 1, total_epochs + 1):
+        tic = time.perf_counter()
+        train_ds.set_epoch(epoch)
+        loader = _loader(train_ds, config.batch_size, True, config.seed, epoch, info, config.num_workers, pin)
+        train_sum, train_count = _all_reduce(
+            list(train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, amp, config.grad_clip)), info, device
+        )
+        val_loader = _loader(val_ds, config.batch_size, False, config.seed, epoch, info, config.num_workers, pin)
+        sums = _all_reduce(evaluate(model, val_loader, loss_fn, device, config.num_classes, amp), info, device)
+        dices = _dice_from_sums(sums, config.num_classes)
+        row = {
+            "epoch": epoch,
+            "train_loss": train_sum / max(train_count, 1),
+            "val_loss": sums[0] / max(sums[1], 1),
+            "val_dice": float(np.mean(dices)),
+            **{f"val_dice_{name.lower().replace(' ', '_').replace('-', '_')}": d
+               for name, d in zip(label_names(config.task, config.num_classes).values(), dices)},
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": 0.0,
+        }
+        monitored = row[config.monitor]
+        if scheduler is not None:
+            scheduler.step(monitored) if config.scheduler == "plateau" else scheduler.step()
+        improved = _improved(monitored, state["best_value"], config.monitor, config.min_delta)
+        if improved:
+            state.update(best_value=monitored, best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        row["seconds"] = round(time.perf_counter() - tic, 3)
+        row["best"] = int(improved)
+        state["seconds"] += row["seconds"]
+        state["history"].append(row)
+        state["epoch"] = epoch
+        rng = _gather_rng(info)
+        if info.is_main:
+            weights = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+            if improved:
+                _save_checkpoint(best_path, {"model": weights, "epoch": epoch, "value": monitored, "monitor": config.monitor})
+            _save_checkpoint(last_path, {
+                "version": CHECKPOINT_VERSION, "model": weights, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict() if amp else None, "rng": rng, "config": config.to_dict(),
+                **state,
+            })
+            write_log_csv(run_dir / "log.csv", state["history"])
+            plot_curves(run_dir / "curves.png", state["history"], config.name)
+        say(f"epoch {epoch}/{total_epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+            f"val Dice {row['val_dice']:.4f}, lr {row['lr']:.2e}, {row['seconds']:.1f} s" + (" *best*" if improved else ""))
+        if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
+            stopped_early = True
+            say(f"early stopping: no improvement of {config.monitor} for {state['bad_epochs']} epochs")
+            break
+
+    package = None
+    if info.is_main:
+        package = _write_package(config, run_dir, best_path, data, state, command, device, info)
+        summary = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "monitor": config.monitor,
+                   "best_value": state["best_value"], "stopped_early": stopped_early, "seconds": state["seconds"],
+                   "package": str(package) if package else None, "train_cases": data.train_cases,
+                   "val_cases": data.val_cases, "notes": data.notes}
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        say(f"best epoch {state['best_epoch']} ({config.monitor} {state['best_value']:.4f}); model package: {package}")
+    if info.enabled:
+        dist.barrier()
+    return TrainResult(run_dir, state["epoch"], state["best_epoch"], state["best_value"], stopped_early, package,
+                       state["history"])
+
+
+def _gather_rng(info: DistInfo):
+    """Every rank's RNG state (rank 0 saves them all; on resume each rank takes its own)."""
+    state = _rng_state()
+    if not info.enabled:
+        return state
+    states: list = [None] * info.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _check_run_dir(run_dir: Path, resume: bool, last_path: Path) -> None:
+    if resume and not last_path.exists():
+        raise InputError(f"Nothing to resume: '{last_path}' does not exist", "run without --resume to start training")
+    if not resume and last_path.exists():
+        raise InputError(f"Run folder '{run_dir}' already holds a training run",
+                         "add --resume to continue it, or choose another folder with -o")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_resumable(checkpoint: dict, config: TrainConfig, path: Path) -> None:
+    saved = checkpoint.get("config", {})
+    for key in ("architecture", "architecture_kwargs", "num_classes", "slice_spec", "task"):
+        if saved.get(key) != getattr(config, key):
+            raise InputError(f"Cannot resume '{path}': its {key} differs from the config ({saved.get(key)!r})",
+                             "resume with the run's own config (RUN_DIR/config.json) or start a new run")
+
+
+def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: TrainingData, state: dict,
+                   command: str, device: torch.device, info: DistInfo) -> Path | None:
+    if not best_path.exists():
+        return None
+    from lungseg_core.models.zoo import save_model_package
+
+    best = load_checkpoint(best_path)
+    model = build_network(config)
+    model.load_state_dict(best["model"])
+    best_row = next(row for row in state["history"] if row["epoch"] == best["epoch"])
+    metric_command = command or f"lungseg train {config.source_path or 'CONFIG.json'}"
+    where = f"validation split ({len(data.val_cases)} case(s): {', '.join(data.val_cases[:8])}"
+    where += ", ...)" if len(data.val_cases) > 8 else ")"
+    metrics = {
+        key: {"value": round(float(value), 6), "command": metric_command, "data": where, "epoch": best["epoch"]}
+        for key, value in best_row.items() if key.startswith("val_dice") or key == "val_loss"
+    }
+    card = {
+        "name": config.name,
+        "task": config.task,
+        "description": config.description,
+        "architecture": config.architecture,
+        "architecture_kwargs": config.architecture_kwargs,
+        "in_channels": config.in_channels,
+        "num_classes": config.num_classes,
+        "slice_spec": config.spec().to_dict(),
+        "labels": label_names(config.task, config.num_classes),
+        "training": {
+            "data": "; ".join(data.descriptions),
+            "config": config.to_dict(),
+            "command": command,
+            "seed": config.seed,
+            "epochs": state["epoch"],
+            "best_epoch": best["epoch"],
+            "seconds": round(state["seconds"], 1),
+            "hardware": hardware_description(device, info.world_size),
+            "train_cases": data.train_cases,
+            "val_cases": data.val_cases,
+        },
+        "metrics": metrics,
+        "version": 1,
+    }
+    if config.crop_to_lungs:
+        card["training"]["note"] = "trained on lung-cropped slices (crop_to_lungs); inference crops to the body"
+    return save_model_package(model, card, run_dir / "model")
