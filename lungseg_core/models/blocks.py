@@ -121,6 +121,19 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+class PooledDepth:
+    """Mixin for encoder-decoders that halve the input ``depth`` times: inputs must divide by 2**depth."""
+
+    depth: int
+
+    @property
+    def size_divisor(self) -> int:
+        return 2**self.depth
+
+    def check_input_size(self, x: torch.Tensor) -> None:
+        check_divisible(x.shape, self.size_divisor, type(self).__name__)
+
+
 def check_divisible(shape: torch.Size, divisor: int, name: str) -> None:
     """Fail early with a clear message instead of a cryptic size mismatch deep in the decoder."""
     spatial = tuple(shape[2:])

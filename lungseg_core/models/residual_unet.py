@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lungseg_core.models.blocks import ResidualBlock, check_divisible, init_weights
+from lungseg_core.models.blocks import ResidualBlock, PooledDepth, init_weights
 
 
-class ResUNet(nn.Module):
+class ResUNet(PooledDepth, nn.Module):
     """Input (N, in_channels, H, W), H and W multiples of ``2**depth``; output logits (N, classes, H, W)."""
 
     def __init__(
@@ -46,12 +46,8 @@ class ResUNet(nn.Module):
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
         init_weights(self)
 
-    @property
-    def size_divisor(self) -> int:
-        return 2**self.depth
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_divisible(x.shape, self.size_divisor, type(self).__name__)
+        self.check_input_size(x)
         x = self.stem(x)
         skips = [x]
         for encoder in self.encoders:

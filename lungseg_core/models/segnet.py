@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lungseg_core.models.blocks import ConvNormAct, check_divisible, init_weights
+from lungseg_core.models.blocks import ConvNormAct, PooledDepth, init_weights
 
 
 def _stage(in_channels: int, out_channels: int, convs: int) -> nn.Sequential:
@@ -19,7 +19,7 @@ def _stage(in_channels: int, out_channels: int, convs: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class SegNet(nn.Module):
+class SegNet(PooledDepth, nn.Module):
     """Encoder levels 64-128-256-512 (2 conv each); the decoder mirrors them and unpools with the indices."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 3, base_filters: int = 64, depth: int = 4,
@@ -51,12 +51,8 @@ class SegNet(nn.Module):
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=3, padding=1)
         init_weights(self)
 
-    @property
-    def size_divisor(self) -> int:
-        return 2**self.depth
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_divisible(x.shape, self.size_divisor, type(self).__name__)
+        self.check_input_size(x)
         pooled: list[tuple[torch.Tensor, torch.Size]] = []
         for encoder, pool in zip(self.encoders, self.pools):
             x = encoder(x)

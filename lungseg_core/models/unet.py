@@ -11,7 +11,7 @@ from torch import nn
 
 from lungseg_core.models.blocks import (
     DoubleConv,
-    check_divisible,
+    PooledDepth,
     conv_transpose_type,
     conv_type,
     init_weights,
@@ -19,7 +19,7 @@ from lungseg_core.models.blocks import (
 )
 
 
-class UNet(nn.Module):
+class UNet(PooledDepth, nn.Module):
     """U-Net with ``depth`` pooling steps; filters double per level starting from ``base_filters``."""
 
     def __init__(
@@ -54,12 +54,8 @@ class UNet(nn.Module):
         self.head = conv_type(spatial_dims)(widths[0], num_classes, kernel_size=1)
         init_weights(self)
 
-    @property
-    def size_divisor(self) -> int:
-        return 2**self.depth
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_divisible(x.shape, self.size_divisor, type(self).__name__)
+        self.check_input_size(x)
         skips = []
         for encoder in self.encoders:
             x = encoder(x)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 
 MODULE_DIR = Path(__file__).resolve().parents[2]  # LungSegAI/
 REPO_ROOT = MODULE_DIR.parent
@@ -14,22 +13,5 @@ for path in (str(REPO_ROOT), str(MODULE_DIR)):
         sys.path.insert(0, path)
 
 
-@pytest.fixture(scope="session")
-def phantom():
-    from lungseg_core.synthetic import make_chest_phantom
-
-    return make_chest_phantom()
-
-
-@pytest.fixture(scope="session")
-def ctchest4_path() -> Path:
-    slicerio = pytest.importorskip("slicerio")
-    return Path(slicerio.get_testdata_file("CTChest4.nrrd"))
-
-
-@pytest.fixture(scope="session")
-def ctchest4_reference():
-    slicerio = pytest.importorskip("slicerio")
-    from lungseg_core.io import read_labelmap
-
-    return read_labelmap(slicerio.get_testdata_file("Segmentation.seg.nrrd"), "lungs")
+# The core test suite's fixtures (phantom, CTChest4 and its reference labels), shared rather than copied.
+from lungseg_core.tests.conftest import ctchest4_path, ctchest4_reference, phantom  # noqa: E402,F401
