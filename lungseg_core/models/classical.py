@@ -235,6 +235,38 @@ def _lungs_2d(volume: Volume) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 # infection
 # ----------------------------------------------------------------------------------------------------------
+# Working grid for the infection filters: about 1.5 mm in-plane and 2.5 mm along z (block means; thicker
+# slices are kept). Lesions are centimetres wide, so this loses nothing and keeps 512x512x300 CTs fast.
+INFECTION_SPACING_MM = (2.5, 1.5, 1.5)
+# Grey opening radius: brighter structures narrower than about twice this (vessels up to ~13 mm,
+# fissures, bronchial walls, the partial-volume halo around them and along the pleura) are replaced by the
+# surrounding parenchyma's density; a lesion patch that holds a ball of this radius keeps its density.
+OPENING_RADIUS_MM = 6.5
+# In-plane margin at the lung boundary where partial volume with chest wall, mediastinum and diaphragm
+# mimics GGO; along z the slices directly above / below a non-lung voxel are also in the margin (with thick
+# slices the diaphragm dome and apices are averaged into the next slice).
+BOUNDARY_MARGIN_MM = 4.0
+# Normal aerated lung is about -850 HU; a GGO patch must be at least this much denser than the patient's own
+# aerated-lung level (median, or 10th percentile + 60 HU when much of the lung is affected), so a CT in
+# expiration or with dependent density does not become GGO everywhere.
+GGO_MIN_RISE_HU = 150.0
+# A patch is reported only when its mean (on the opened image) is this far inside the band: a
+# patch whose mean sits right at the lower threshold is a density gradient, not an opacity.
+GGO_MEAN_MARGIN_HU = 50.0
+# Working-grid cells a patch may grow back at its edge (see _infection_low_resolution).
+EDGE_CELLS = 2
+# Pixel size assumed for 2D screenshots without spacing: the lung pair spans about 250 mm.
+CHEST_WIDTH_MM = 250.0
+# Screenshots use many different windows, so after the W1500/L-600 mapping their values are shifted so the
+# lungs' 10th percentile (aerated lung, even in badly affected slices) sits at this HU.
+DISPLAY_AERATED_HU = -900.0
+# Screenshots are smoothed, contrast-compressed and windowed differently, and COVID-19 opacities are often
+# patchy (crazy paving): a smaller opening and a lower rise fit them better. Chosen on the 50 MedSeg slices
+# of the COVID-SemiSeg training split (the only 2D data with expert masks here), so optimistic on them.
+DISPLAY_OPENING_RADIUS_MM = 2.5
+DISPLAY_GGO_MIN_RISE_HU = 100.0
+
+
 def display_to_hu(array: np.ndarray) -> np.ndarray:
     """Approximate HU of 0-255 display values, assuming the standard lung window W1500 / L-600."""
     low = LUNG_WINDOW_LEVEL - LUNG_WINDOW_WIDTH / 2
@@ -246,19 +278,30 @@ def classical_infection(
     lungs: np.ndarray,
     ggo_hu: tuple[float, float] = (-750.0, -300.0),
     consolidation_hu: tuple[float, float] = (-100.0, 60.0),
-    min_volume_ml: float = 0.5,
+    min_volume_ml: float = 1.0,
 ) -> np.ndarray:
-    """Weak infection baseline (uint8: 1 GGO, 2 consolidation) from HU bands inside the lungs.
+    """Infection baseline (uint8: 1 GGO, 2 consolidation, only inside ``lungs``) from density patches.
 
-    After light smoothing (Gaussian, sigma 1 mm), voxels in the GGO band (default -750..-300 HU) and the
-    consolidation band (-100..+60 HU) inside the lungs, minus a 2 mm rim at the lung boundary (partial volume
-    with the chest wall). Vessels are suppressed: dense (> -300 HU, unsmoothed) structures that vanish under
-    an opening of radius 3 mm are thin (vessels, fissures) and are removed together with a 2 mm band of
-    GGO-like partial volume around them.
-    Components smaller than ``min_volume_ml`` are dropped (in 2D: an equivalent pixel count at 1 mm pixels).
-    For display input (0-255) values are mapped back to HU assuming the standard lung window W1500/L-600,
-    which is only approximately what the screenshots used. This is a baseline, not a diagnostic tool:
-    it does not separate infection from atelectasis, effusion, scars or motion artefacts.
+    1. Work on a ~1.5 x 1.5 x 2.5 mm grid (block means: also the noise filter) inside the lungs' box.
+    2. Grey opening (min then max over a ball of radius ``OPENING_RADIUS_MM``, in-plane only when slices
+       are thicker than that) of the lung density with everything outside the lungs set to air: vessels,
+       fissures, airway walls, their partial-volume halo and the partial-volume rim at the pleura are
+       thinner than the ball and vanish; a patch that holds the ball keeps its density, up to the pleura.
+    3. GGO seeds: opened density in ``ggo_hu`` and at least ``GGO_MIN_RISE_HU`` above the aerated-lung
+       median, away from the lung boundary (``BOUNDARY_MARGIN_MM`` in-plane, one slice along z).
+       Consolidation seeds: opened density >= ``consolidation_hu[0]``.
+    4. Patches: each connected region of the band needs ``min_volume_ml`` of seeds and a mean inside the
+       band (so it reaches into the boundary margin only from a real patch); its edge then grows back by
+       ``EDGE_CELLS`` cells where the block-mean density still qualifies.
+    5. Back on the full grid, a voxel is labelled when its low-resolution cell is (vessels inside a GGO patch
+       are part of the opacity, as a reader would outline it).
+
+    Display input (0-255) is mapped back to HU assuming the standard lung window W1500/L-600, which is only
+    approximately what screenshots used; without spacing, pixels are scaled so the lungs span about 250 mm.
+    This is a baseline, not a diagnostic tool: it does not separate infection from atelectasis, effusion,
+    scars, dependent density in expiration or motion artefacts, and vessels thicker than ~13 mm (hilum)
+    can read as consolidation. Healthy CTChest4 (10 mm slices): ~25 mL with classical lungs; see
+    benchmarks/bench_classical_infection.py for all measurements.
     """
     lungs = np.asarray(lungs) > 0
     if lungs.shape != volume.shape:
@@ -266,28 +309,110 @@ def classical_infection(
     out = np.zeros(volume.shape, np.uint8)
     if not lungs.any():
         return out
-    # work inside the lungs' bounding box (plus a margin for the filters): most of a CT is not lung
-    box = tuple(slice(max(s.start - 4, 0), s.stop + 4) for s in ndimage.find_objects(lungs.astype(np.uint8))[0])
-    lungs = lungs[box]
+    # work inside the lungs' bounding box: most of a CT is not lung
+    box = ndimage.find_objects(lungs.astype(np.uint8))[0]
+    lungs_box = lungs[box]
     array = volume.array[box]
-    hu = display_to_hu(array) if volume.intensity == "display" else np.asarray(array, np.float32)
-    spacing = tuple(volume.spacing[::-1])
-    planar = 0 if volume.is_2d else None
-    sigma = [0.0 if (planar == 0 and a == 0) else 1.0 / s for a, s in enumerate(spacing)]
-    smooth = ndimage.gaussian_filter(hu, sigma)
-    region = lungs & ~ndimage.binary_dilation(~lungs, _ball(2.0, spacing, planar), border_value=0)
-    # dense structures from unsmoothed values: smoothing would turn thin vessels into GGO-like values
-    dense = (hu > ggo_hu[1]) & lungs
-    thick = ndimage.binary_opening(dense, _ball(3.0, spacing, planar))
-    vessels = dense & ~thick
-    near_vessels = ndimage.binary_dilation(vessels, _ball(2.0, spacing, planar))
-    ggo = region & (smooth >= ggo_hu[0]) & (smooth < ggo_hu[1]) & ~near_vessels
-    consolidation = region & thick & (smooth >= consolidation_hu[0]) & (smooth <= consolidation_hu[1])
-    out[box][ggo] = GGO
-    out[box][consolidation] = CONSOLIDATION
+    hu = np.asarray(array, np.float32)
+    if volume.intensity == "display":
+        hu = display_to_hu(array)
+        hu += DISPLAY_AERATED_HU - np.percentile(hu[lungs_box], 10)
+    spacing = _infection_spacing(volume, lungs)
+    factors = tuple(max(1, int(round(t / s))) for t, s in zip(INFECTION_SPACING_MM, spacing))
+    if volume.is_2d or volume.shape[0] == 1:
+        factors = (1,) + factors[1:]
+    low_spacing = tuple(s * f for s, f in zip(spacing, factors))
+    low_lungs = _block_mean(lungs_box, factors) >= 0.5
+    low_hu = _block_mean(np.where(lungs_box, hu, -1000.0), factors)
+    display = volume.intensity == "display"
+    low_labels = _infection_low_resolution(
+        low_hu, low_lungs, low_spacing, ggo_hu, consolidation_hu, min_volume_ml,
+        opening_mm=DISPLAY_OPENING_RADIUS_MM if display else OPENING_RADIUS_MM,
+        min_rise_hu=DISPLAY_GGO_MIN_RISE_HU if display else GGO_MIN_RISE_HU,
+    )
+    out[box] = np.where(lungs_box, _upsample(low_labels, factors, lungs_box.shape), 0)
+    return out
+
+
+def _infection_spacing(volume: Volume, lungs: np.ndarray) -> tuple[float, float, float]:
+    """(z, y, x) spacing in mm; for screenshots without spacing, estimated from the lungs' extent."""
+    spacing = tuple(float(s) for s in volume.spacing[::-1])
     if volume.is_2d and volume.metadata.get("spacing_known", True) is False:
-        unit = Volume(out, spacing=(1.0, 1.0, 1.0))
-        min_ml = min_volume_ml * 0.05  # 25 px at 1 mm pixels for the default 0.5 mL
-    else:
-        unit, min_ml = volume, min_volume_ml
-    return remove_small_components(out, unit, min_ml)
+        rows, cols = np.nonzero(lungs[0])
+        extent_px = max(np.ptp(rows), np.ptp(cols)) + 1
+        pixel_mm = float(np.clip(CHEST_WIDTH_MM / extent_px, 0.4, 2.0))
+        spacing = (1.0, pixel_mm, pixel_mm)
+    return spacing
+
+
+def _infection_low_resolution(
+    hu, lungs, spacing, ggo_hu, consolidation_hu, min_volume_ml, opening_mm: float, min_rise_hu: float
+) -> np.ndarray:
+    """Steps 2-4 on the working grid; returns labels 0/1/2 on that grid."""
+    labels = np.zeros(hu.shape, np.uint8)
+    if not lungs.any():
+        return labels
+    # a ball (not a cube: its corners would cut round lesions); radius at least one cell in-plane
+    radius = max(opening_mm, 1.01 * max(spacing[1:]))
+    ball = _ball(radius, spacing, planar_axis=0 if spacing[0] > radius else None)
+    # outside the lungs counts as air: the chest wall must not lend its density to the rim of the lung
+    opened = ndimage.grey_opening(np.where(lungs, hu, -1000.0), footprint=ball)
+    opened = np.where(lungs, opened, -1000.0)
+    interior = _lung_interior(lungs, spacing)
+    values = hu[interior] if interior.any() else hu[lungs]
+    # the median is the aerated lung unless much of the lung is affected; then the 10th percentile (+60 HU,
+    # its usual distance to the median in healthy lungs) is
+    aerated = min(float(np.median(values)), float(np.percentile(values, 10)) + 60.0)
+    ggo_low = max(ggo_hu[0], aerated + min_rise_hu)
+    in_ggo = lungs & (opened >= ggo_low) & (opened < ggo_hu[1])
+    in_consolidation = lungs & (opened >= consolidation_hu[0])
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    if hu.shape[0] == 1:
+        # one slice: compare areas, as the cross-section of a sphere of min_volume_ml (1 mL -> 1.2 cm2)
+        radius_mm = (3.0 * min_volume_ml * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
+        voxel_ml, min_volume_ml = spacing[1] * spacing[2], np.pi * radius_mm**2
+    ggo = _patches(in_ggo & interior, in_ggo, opened, ggo_low + GGO_MEAN_MARGIN_HU, voxel_ml, min_volume_ml)
+    consolidation = _patches(
+        in_consolidation & interior, in_consolidation, opened, consolidation_hu[0], voxel_ml, min_volume_ml
+    )
+    # the opening rounds a patch's corners, the min filter's noise bias and block partial volume trim its
+    # edge: take back neighbouring cells whose own (block-mean) density qualifies, up to ~3 mm out
+    structure = np.ones((3,) * hu.ndim, bool) if spacing[0] <= 3.0 else np.ones((1, 3, 3), bool)
+    edge_ok = lungs & (hu >= ggo_low) & (hu < ggo_hu[1])
+    ggo = ndimage.binary_dilation(ggo, structure, iterations=EDGE_CELLS, mask=edge_ok) | ggo
+    # consolidation edges: cells at least half-way (partial volume) from aerated lung to the band
+    edge_ok = lungs & (hu >= (aerated + consolidation_hu[0]) / 2)
+    consolidation = ndimage.binary_dilation(consolidation, structure, iterations=EDGE_CELLS, mask=edge_ok)
+    labels[ggo] = GGO
+    labels[consolidation] = CONSOLIDATION
+    return labels
+
+
+def _lung_interior(lungs: np.ndarray, spacing) -> np.ndarray:
+    """Lungs minus the in-plane boundary margin and minus slices next to a non-lung voxel along z."""
+    half = [max(1, int(round(BOUNDARY_MARGIN_MM / s))) for s in spacing[1:]]
+    planar = np.ones((1, 2 * half[0] + 1, 2 * half[1] + 1), bool)
+    interior = ndimage.binary_erosion(lungs, planar, border_value=0)
+    if lungs.shape[0] > 1:
+        interior &= ndimage.binary_erosion(lungs, np.ones((3, 1, 1), bool), border_value=1)
+    return interior
+
+
+def _patches(seeds, allowed, opened, min_mean_hu, voxel_ml, min_volume_ml) -> np.ndarray:
+    """Connected ``allowed`` regions grown from ``seeds`` with enough seed volume and a high enough mean."""
+    parts, count = ndimage.label(allowed, np.ones((3,) * allowed.ndim, bool))
+    if count == 0:
+        return np.zeros(allowed.shape, bool)
+    index = np.arange(1, count + 1)
+    seed_ml = np.bincount(parts[seeds], minlength=count + 1)[1:] * voxel_ml
+    means = np.asarray(ndimage.mean(opened, parts, index))
+    keep = np.concatenate([[False], (seed_ml >= min_volume_ml) & (means >= min_mean_hu)])
+    return keep[parts]
+
+
+def _upsample(low: np.ndarray, factors, shape) -> np.ndarray:
+    out = low
+    for axis, f in enumerate(factors):
+        if f > 1:
+            out = np.repeat(out, f, axis=axis)
+    return out[: shape[0], : shape[1], : shape[2]]
