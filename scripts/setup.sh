@@ -23,7 +23,8 @@ fi
 
 if ! python -c "import torch" >/dev/null 2>&1; then
   echo "[setup] installing ${LUNGSEG_TORCH_SPEC:-torch==2.13.0}" >&2
-  python -m pip install -q --disable-pip-version-check "${LUNGSEG_TORCH_SPEC:-torch==2.13.0}"
+  python -m pip install -q --disable-pip-version-check "${LUNGSEG_TORCH_SPEC:-torch==2.13.0}" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  python -c "import torch" || { echo "[setup] torch could not be installed; set LUNGSEG_TORCH_SPEC to a torch you can install" >&2; exit 1; }
 fi
 
 # Offscreen 3D rendering (report pictures) needs EGL + Mesa's software renderer from the OS. Installed when
