@@ -111,14 +111,16 @@ def _describe(exc: BaseException) -> str:
 
 
 # "epoch 3/20 train_loss=0.41 val_dice=0.87", "loss: 0.3", "Dice 0.91" ...
-_METRIC = re.compile(r"\b([A-Za-z_]*(?:loss|dice))\b\s*[=:]?\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)", re.IGNORECASE)
+# "train loss 0.41", "val_dice=0.87", "val Dice: 0.9": keep the train/val prefix so the curves stay apart
+_METRIC = re.compile(r"\b((?:[A-Za-z]+[ _])?[A-Za-z_]*(?:loss|dice))\b\s*[=:]?\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)",
+                     re.IGNORECASE)
 _EPOCH = re.compile(r"\bepoch\s*[=:]?\s*(\d+)\s*(?:/|of)\s*(\d+)", re.IGNORECASE)
 _PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
 
 
 def parse_progress_line(line: str) -> Event:
     """Read loss/Dice values and an epoch counter ("epoch 3/20") or a percentage from a log line."""
-    metrics = {name.lower(): float(value) for name, value in _METRIC.findall(line)}
+    metrics = {name.lower().replace(" ", "_"): float(value) for name, value in _METRIC.findall(line)}
     fraction = None
     epoch = _EPOCH.search(line)
     if epoch and int(epoch.group(2)) > 0:

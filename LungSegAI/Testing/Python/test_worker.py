@@ -100,3 +100,12 @@ def test_process_task_cancel_terminates_the_child():
 def test_lungseg_command_uses_the_given_python():
     assert worker.lungseg_command(["segment", "a"], python="/s/PythonSlicer") == [
         "/s/PythonSlicer", "-m", "lungseg_core.cli.main", "segment", "a"]
+
+
+def test_trainer_epoch_lines_keep_train_and_validation_apart():
+    from LungSegAILib.worker import parse_progress_line
+
+    # the exact format lungseg_core.training.trainer prints each epoch
+    event = parse_progress_line("epoch 3/20: train loss 0.4123, val loss 0.3000, val Dice 0.8123, lr 5.00e-04, 12.3 s *best*")
+    assert event.fraction == pytest.approx(0.15)
+    assert event.metrics == {"train_loss": 0.4123, "val_loss": 0.3, "val_dice": 0.8123}
