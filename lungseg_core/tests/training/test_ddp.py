@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -45,12 +46,18 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path):
     reports = tmp_path / "reports"
     reports.mkdir()
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    completed = subprocess.run(
+    process = subprocess.Popen(
         [torchrun, "--standalone", "--nproc_per_node", "2", str(tmp_path / "script.py"),
          str(tmp_path / "config.json"), str(tmp_path / "run"), str(reports)],
-        env=env, capture_output=True, text=True, timeout=110,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    try:
+        _, stderr = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # torchrun's workers too: never leave orphans behind
+        process.communicate()
+        pytest.fail("torchrun with 2 CPU processes did not finish in 180 s")
+    assert process.returncode == 0, stderr[-3000:]
     r0 = json.loads((reports / "report0.json").read_text())
     r1 = json.loads((reports / "report1.json").read_text())
     assert r0["world"] == r1["world"] == 2 and r0["epochs"] == r1["epochs"] == 1  # both ranks ran
