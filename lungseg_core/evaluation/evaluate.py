@@ -167,7 +167,7 @@ def evaluate_case_task(case: str, task: str, pred_path: Path, ref_path: Path) ->
     spacing_zyx = tuple(ref.spacing[::-1]) if physical else (1.0, 1.0, 1.0)
     rows = compute_label_metrics(pred_labels, ref.array, labels, spacing_zyx, float(np.prod(spacing_zyx)) / 1000.0)
     for row in rows:
-        row.update(case=case, task=task, _pixel_units=not physical)
+        row.update(case=case, task=task, _pixel_units=not physical, _sources=(pred_path, ref_path))
     return rows
 
 
@@ -248,6 +248,36 @@ def _write_outputs(out_dir: Path, rows: list[dict], summary: dict) -> None:
         ) from None
 
 
+# ------------------------------------------------------------------------------------- worst cases
+WORST_CASES_PER_TASK = 3
+
+
+def worst_cases(rows: list[dict], per_task: int = WORST_CASES_PER_TASK) -> list[dict]:
+    """Rows of the lowest whole-task Dice (all labels of the task together), ``per_task`` for each task."""
+    chosen = []
+    for task in TASKS:
+        union_rows = [r for r in rows if r["task"] == task and "+" in str(r["label"]) and not math.isnan(r["dice"])]
+        chosen += sorted(union_rows, key=lambda r: r["dice"])[:per_task]
+    return chosen
+
+
+def write_worst_case_overlays(folder: Path, worst: list[dict]) -> list[Path]:
+    """OUT/worst_cases/CASE_TASK.png: error map on the slice where prediction and reference differ most."""
+    from lungseg_core.evaluation.plots import save_error_overlay
+
+    written = []
+    for row in worst:
+        pred_path, ref_path = row["_sources"]
+        ref = read_labelmap(ref_path, row["task"])
+        pred = align_to_reference(read_labelmap(pred_path, row["task"]), ref)
+        aspect = ref.spacing[1] / ref.spacing[0] if has_physical_geometry(ref) else 1.0
+        title = f"{row['case']} ({row['task']}): Dice {row['dice']:.3f}"
+        target = folder / f"{row['case']}_{row['task']}.png"
+        folder.mkdir(parents=True, exist_ok=True)
+        written.append(write_atomic(target, lambda tmp: save_error_overlay(ref.array, pred, aspect, title, tmp)))
+    return written
+
+
 # ----------------------------------------------------------------------------------------------- main
 def evaluate_folders(
     pred_dir: str | Path,
@@ -288,8 +318,9 @@ def evaluate_folders(
         )
 
     pixel_cases = sorted({r["case"] for r in rows if r["_pixel_units"]})
+    worst = [dict(r) for r in worst_cases(rows)]  # copies keep their sources for the overlays
     for row in rows:
-        del row["_pixel_units"]  # bookkeeping for the units note, not a result column
+        del row["_pixel_units"], row["_sources"]  # bookkeeping, not result columns
     summary = {
         "pred_dir": str(pred_dir),
         "ref_dir": str(ref_dir),
@@ -307,7 +338,9 @@ def evaluate_folders(
         "skipped": skipped,
         "failed": failures,
     }
+    summary["worst_cases"] = [{"case": r["case"], "task": r["task"], "dice": r["dice"]} for r in worst]
     _write_outputs(out_dir, rows, summary)
+    write_worst_case_overlays(out_dir / "worst_cases", worst)
     return EvaluationResult(
         out_dir, rows, summary, failures, matching.unmatched_predictions, matching.unmatched_references
     )

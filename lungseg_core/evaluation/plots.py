@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -47,4 +49,34 @@ def boxplot_figure(rows: list[dict]) -> Figure:
 
 def save_boxplot(rows: list[dict], path: str | Path) -> Path:
     boxplot_figure(rows).savefig(str(path), format="png")
+    return Path(path)
+
+
+def worst_slice(ref: np.ndarray, pred: np.ndarray) -> int:
+    """Index (z) of the slice where prediction and reference disagree most."""
+    disagreement = np.logical_xor(ref > 0, pred > 0).reshape(ref.shape[0], -1).sum(axis=1)
+    return int(np.argmax(disagreement))
+
+
+def error_map_rgb(ref_slice: np.ndarray, pred_slice: np.ndarray) -> np.ndarray:
+    """Agreement grey, missed (reference only) blue, extra (prediction only) red, background black."""
+    ref_on, pred_on = ref_slice > 0, pred_slice > 0
+    rgb = np.zeros(ref_slice.shape + (3,), dtype=np.float32)
+    rgb[ref_on & pred_on] = (0.75, 0.75, 0.75)
+    rgb[ref_on & ~pred_on] = (0.15, 0.45, 1.0)
+    rgb[~ref_on & pred_on] = (1.0, 0.2, 0.2)
+    return rgb
+
+
+def save_error_overlay(ref: np.ndarray, pred: np.ndarray, aspect: float, title: str, path: str | Path) -> Path:
+    """One-slice error map of a case (reference vs prediction) for reviewing the worst results."""
+    z = worst_slice(ref, pred)
+    fig = Figure(figsize=(6, 6.4))
+    FigureCanvasAgg(fig)
+    axes = fig.add_subplot(1, 1, 1)
+    axes.imshow(error_map_rgb(ref[z], pred[z]), aspect=aspect, interpolation="nearest")
+    axes.set_title(f"{title}\nslice {z}: grey agree, blue missed, red extra", fontsize=9)
+    axes.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
     return Path(path)

@@ -186,7 +186,8 @@ def test_boxplot_is_a_png(evaluated):
 
 
 def test_no_partial_files_left_in_the_output_folder(evaluated):
-    assert sorted(p.name for p in evaluated.out_dir.iterdir()) == ["boxplot.png", "metrics.csv", "summary.json"]
+    assert sorted(p.name for p in evaluated.out_dir.iterdir()) == ["boxplot.png", "metrics.csv", "summary.json", "worst_cases"]
+    assert all(p.suffix == ".png" and not p.name.startswith(".") for p in (evaluated.out_dir / "worst_cases").iterdir())
 
 
 def test_single_task_and_custom_output_folder(tmp_path):
@@ -323,3 +324,25 @@ def test_real_ctchest4_prediction_against_its_slicer_segmentation(tmp_path, ctch
     assert 0.85 < right_row["dice"] < 1.0
     assert 0.0 < right_row["hd95_mm"] <= ct.spacing[0] + 1e-6
     assert right_row["volume_ref_ml"] == pytest.approx(34450 * ct.voxel_volume_ml)
+
+
+def test_worst_cases_get_error_overlays(tmp_path, phantom):
+    """The lowest-Dice cases of each task get an error-map picture; a perfect case ranks last."""
+    from lungseg_core.evaluation import evaluate_folders
+    from lungseg_core.evaluation.plots import error_map_rgb, worst_slice
+    from lungseg_core.io import write_labelmap
+
+    pred_dir, ref_dir = tmp_path / "pred", tmp_path / "ref"
+    damaged = phantom.lungs.copy()
+    damaged[10:20] = 0  # ten slices missed
+    for case, pred in (("perfect", phantom.lungs), ("damaged", damaged)):
+        write_labelmap(pred_dir / f"{case}_lungs.nii.gz", phantom.ct, pred)
+        write_labelmap(ref_dir / f"{case}_lungs.nii.gz", phantom.ct, phantom.lungs)
+    result = evaluate_folders(pred_dir, ref_dir, tmp_path / "eval", task="lungs", progress=False)
+    assert [w["case"] for w in result.summary["worst_cases"]] == ["damaged", "perfect"]
+    assert (tmp_path / "eval" / "worst_cases" / "damaged_lungs.png").stat().st_size > 1000
+    z = worst_slice(phantom.lungs, damaged)
+    assert 10 <= z < 20
+    rgb = error_map_rgb(phantom.lungs[z], damaged[z])
+    missed = (phantom.lungs[z] > 0) & (damaged[z] == 0)
+    assert np.allclose(rgb[missed], (0.15, 0.45, 1.0))
