@@ -60,6 +60,7 @@ class CaseOutcome:
     outputs: dict[str, Path] = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
+    note: str = ""  # e.g. which DICOM series of a folder was used
 
 
 def _stage_progress(progress: ProgressCallback | None, start: float, span: float) -> ProgressCallback | None:
@@ -223,7 +224,18 @@ def segment_case(
     read_seconds = time.perf_counter() - started
     result = segment_volume(volume, task, lung_model, infection_model, device, progress, cancel, intensity)
     write_case_outputs(volume, result, task, paths, read_seconds)
-    return CaseOutcome(volume.name, str(input_path), "ok", paths, seconds=time.perf_counter() - started)
+    return CaseOutcome(volume.name, str(input_path), "ok", paths, seconds=time.perf_counter() - started,
+                       note=describe_source(volume))
+
+
+def describe_source(volume: Volume) -> str:
+    """Which DICOM series a folder input used, in words (empty for plain files)."""
+    series = volume.metadata.get("dicom_series")
+    if not series:
+        return ""
+    description = f" '{series['description']}'" if series.get("description") else ""
+    return (f"DICOM series {series['series_instance_uid']}{description}, {series['slices']} slices "
+            f"(largest CT series of {series['series_found']} found)")
 
 
 def json_default(value: Any) -> Any:
@@ -274,6 +286,7 @@ def segment_many(
         outcomes.append(outcome)
         if log:
             status = "ok" if outcome.status == "ok" else f"FAILED: {outcome.error}"
+            status += f"; {outcome.note}" if outcome.note else ""
             log(f"[{index}/{len(inputs)}] {outcome.case}: {status} ({outcome.seconds:.1f} s)")
     write_manifest(out_dir / "manifest.csv", outcomes)
     _write_batch_summary(out_dir, outcomes)

@@ -163,3 +163,14 @@ def test_existing_results_need_overwrite(tmp_path, capsys, phantom):
     status, _, _ = run_cli(capsys, "segment", path, "-o", tmp_path / "o", "--model", "threshold", "--task", "lungs",
                            "--overwrite", "-q")
     assert status == 0
+
+
+def test_dicom_folder_input_says_which_series(tmp_path, capsys):
+    from lungseg_core.tests.conftest import shared_file
+
+    folder = shared_file("totalsegmentator_example/example_ct_dicom")
+    status, out, err = run_cli(capsys, "segment", folder, "-o", tmp_path, "--model", "threshold", "--task", "lungs",
+                               "--no-report")
+    assert "DICOM series" in out and "20 slices" in out
+    doc = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert doc["input"]["dicom_series"]["slices"] == 20
