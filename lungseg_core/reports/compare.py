@@ -7,7 +7,6 @@ case they are paired whatever their names.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from lungseg_core.errors import InputError
 from lungseg_core.io.atomic import atomic_path, write_text_atomic
 from lungseg_core.reports.zones import ZONES
+from lungseg_core.io.tables import rows_to_csv_text
 
 COMPARE_COLUMNS = ("baseline_case", "followup_case", "lung", "zone", "measure", "baseline", "followup",
                    "change", "relative_change_percent")
@@ -86,12 +86,7 @@ def compare_measurements(baseline: dict, followup: dict) -> list[dict]:
 
 
 def _csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COMPARE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else (f"{v:.3f}" if isinstance(v, float) else v)) for k, v in row.items()})
-    return buffer.getvalue()
+    return rows_to_csv_text(rows, COMPARE_COLUMNS)
 
 
 def _bars(ax, rows: list[dict], measure: str, title: str, ylabel: str) -> None:

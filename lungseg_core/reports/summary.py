@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from lungseg_core.errors import InputError
 from lungseg_core.io.atomic import atomic_path, write_text_atomic
+from lungseg_core.io.tables import rows_to_csv_text
 
 LUNGS = ("right_lung", "left_lung", "both_lungs")
 SUMMARY_COLUMNS = (
@@ -40,12 +40,7 @@ def summary_row(case_json: dict) -> dict:
 
 
 def _csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else (f"{v:.3f}" if isinstance(v, float) else v)) for k, v in row.items()})
-    return buffer.getvalue()
+    return rows_to_csv_text(rows, SUMMARY_COLUMNS)
 
 
 def _distribution(ax, rows: list[dict], columns: list[str], labels: list[str], ylabel: str) -> None:
