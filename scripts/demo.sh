@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
-source "$ROOT/scripts/setup.sh" dev
+source "$ROOT/scripts/setup.sh" render
 OUT="${1:-lungseg-demo}"
 CT="$(python -c 'import slicerio; print(slicerio.get_testdata_file("CTChest4.nrrd"))')"
 lungseg segment "$CT" -o "$OUT" --overwrite
