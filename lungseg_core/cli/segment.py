@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lungseg_core.errors import InputError
@@ -56,25 +57,15 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
 def models_for_tasks(model: str | None, lung_model: str | None, infection_model: str | None) -> tuple[str, str]:
     """Route ``--model`` to the task its card declares; names valid for both tasks go to both."""
     lung, infection = "default", "default"
-    if model:
-        if model in ("default", zoo.CLASSICAL):
-            lung = infection = model
+    if model in ("default", zoo.CLASSICAL):
+        lung = infection = model
+    elif model:
+        # a path or shipped name resolves to the same card whichever task is asked; its card says the task
+        if zoo.resolve_card(model, "lungs")["task"] == "infection":
+            infection = model
         else:
-            card_task = _task_of(model)
-            if card_task == "infection":
-                infection = model
-            else:
-                lung = model
+            lung = model
     return lung_model or lung, infection_model or infection
-
-
-def _task_of(model: str) -> str:
-    for task in zoo.TASKS:
-        try:
-            return zoo.resolve_card(model, task)["task"]
-        except Exception:  # noqa: BLE001 - try the other task; resolve_card raises the real error below
-            continue
-    return zoo.resolve_card(model, "lungs")["task"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,15 +75,14 @@ def run(args: argparse.Namespace) -> int:
         zoo.resolve_card(name, task)  # fail fast on a missing/unknown model, before any case runs
     log = None if args.quiet else print
     outcomes = segment_many(
-        inputs, args.output, args.task, lung_model, infection_model, args.device, args.overwrite, log=log,
+        inputs, args.output, log=log,
         progress_factory=lambda case, i, n: progress_printer(f"[{i}/{n}] {case}", quiet=args.quiet),
-        intensity=args.intensity, report=args.report,
+        task=args.task, lung_model=lung_model, infection_model=infection_model, device=args.device,
+        overwrite=args.overwrite, intensity=args.intensity, report=args.report,
     )
     failed = [o for o in outcomes if o.status != "ok"]
     if not args.quiet:
         print(f"{len(outcomes) - len(failed)} of {len(outcomes)} case(s) segmented; manifest: {Path(args.output) / 'manifest.csv'}")
     for outcome in failed:
-        import sys
-
         print(f"lungseg segment: error: {outcome.case}: {outcome.error}", file=sys.stderr)
     return 1 if failed else 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import threading
 import time
@@ -20,6 +18,7 @@ from lungseg_core.errors import InputError, LungSegError, OutputError
 from lungseg_core.inference.network import Cancelled, ProgressCallback
 from lungseg_core.inference.segmenter import Segmenter
 from lungseg_core.io import AtomicGroup, case_name, read_volume, write_labelmap, write_segmentation, write_text_atomic
+from lungseg_core.io.tables import rows_to_csv_text
 from lungseg_core.io.volume import Volume
 
 TASK_CHOICES = ("lungs", "infection", "all")
@@ -61,6 +60,7 @@ class CaseOutcome:
     error: str = ""
     seconds: float = 0.0
     note: str = ""  # e.g. which DICOM series of a folder was used
+    document: dict[str, Any] = field(default_factory=dict)  # what CASE.json holds, for batch summaries
 
 
 def _stage_progress(progress: ProgressCallback | None, start: float, span: float) -> ProgressCallback | None:
@@ -223,9 +223,9 @@ def segment_case(
     volume = read_volume(input_path)
     read_seconds = time.perf_counter() - started
     result = segment_volume(volume, task, lung_model, infection_model, device, progress, cancel, intensity)
-    write_case_outputs(volume, result, task, paths, read_seconds)
+    document = write_case_outputs(volume, result, task, paths, read_seconds)
     return CaseOutcome(volume.name, str(input_path), "ok", paths, seconds=time.perf_counter() - started,
-                       note=describe_source(volume))
+                       note=describe_source(volume), document=document)
 
 
 def describe_source(volume: Volume) -> str:
@@ -254,17 +254,12 @@ def json_default(value: Any) -> Any:
 def segment_many(
     inputs: Iterable[str | Path],
     out_dir: str | Path,
-    task: str = "all",
-    lung_model: str = "default",
-    infection_model: str = "default",
-    device: str = "auto",
-    overwrite: bool = False,
     log: Callable[[str], None] | None = print,
     progress_factory: Callable[[str, int, int], ProgressCallback | None] | None = None,
-    intensity: str = "auto",
-    report: bool = False,
+    **case_options: Any,
 ) -> list[CaseOutcome]:
-    """Segment every input, continue past failures, and write ``OUT/manifest.csv`` (and batch summary)."""
+    """Segment every input with :func:`segment_case` (``case_options`` are its keyword arguments), continue
+    past failures, and write ``OUT/manifest.csv`` and the batch summary."""
     inputs = [Path(p) for p in inputs]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,8 +268,7 @@ def segment_many(
         started = time.perf_counter()
         progress = progress_factory(case_name(path), index, len(inputs)) if progress_factory else None
         try:
-            outcome = segment_case(path, out_dir, task, lung_model, infection_model, device, overwrite, progress,
-                                   intensity=intensity, report=report)
+            outcome = segment_case(path, out_dir, progress=progress, **case_options)
         except LungSegError as exc:
             outcome = CaseOutcome(case_name(path), str(path), "failed", error=exc.one_line())
         except Cancelled:
@@ -289,22 +283,18 @@ def segment_many(
             status += f"; {outcome.note}" if outcome.note else ""
             log(f"[{index}/{len(inputs)}] {outcome.case}: {status} ({outcome.seconds:.1f} s)")
     write_manifest(out_dir / "manifest.csv", outcomes)
-    _write_batch_summary(out_dir, outcomes)
-    return outcomes
-
-
-def write_manifest(path: Path, outcomes: list[CaseOutcome]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["case", "input", "status", "seconds", "error", "outputs"])
-    for o in outcomes:
-        writer.writerow([o.case, o.input, o.status, f"{o.seconds:.2f}", o.error, ";".join(p.name for p in o.outputs.values())])
-    return write_text_atomic(path, buffer.getvalue())
-
-
-def _write_batch_summary(out_dir: Path, outcomes: list[CaseOutcome]) -> None:
-    documents = [json.loads(o.outputs["json"].read_text()) for o in outcomes if o.status == "ok" and "json" in o.outputs]
+    documents = [o.document for o in outcomes if o.status == "ok"]
     if documents:
         from lungseg_core.reports import write_batch_summary
 
         write_batch_summary(documents, out_dir)
+    return outcomes
+
+
+MANIFEST_COLUMNS = ["case", "input", "status", "seconds", "error", "outputs"]
+
+
+def write_manifest(path: Path, outcomes: list[CaseOutcome]) -> Path:
+    rows = [{"case": o.case, "input": o.input, "status": o.status, "seconds": o.seconds, "error": o.error,
+             "outputs": ";".join(p.name for p in o.outputs.values())} for o in outcomes]
+    return write_text_atomic(path, rows_to_csv_text(rows, MANIFEST_COLUMNS))

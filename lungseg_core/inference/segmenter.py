@@ -43,7 +43,7 @@ class Segmenter:
 
     def _network(self) -> zoo.LoadedModel:
         if self._loaded is None:
-            self._loaded = zoo.load(self.card.get("_card_path") or self.name, self.task, resolve_device(self._device_name))
+            self._loaded = zoo.load_card(self.card, self.task, resolve_device(self._device_name))
         return self._loaded
 
     @property
@@ -76,8 +76,7 @@ class Segmenter:
         if self.is_classical:
             from lungseg_core.models.classical import classical_infection, classical_lungs
 
-            source = _classical_input(volume, kind)
-            labels = classical_lungs(source) if self.task == "lungs" else classical_infection(source, lungs)
+            labels = classical_lungs(volume) if self.task == "lungs" else classical_infection(volume, lungs)
         else:
             loaded = self._network()
             if self.spatial_dims == 3:
@@ -91,12 +90,3 @@ class Segmenter:
             labels = restrict_infection(labels, lungs)
         return labels.astype(np.uint8)
 
-
-def _classical_input(volume: Volume, kind: str | None) -> Volume:
-    """The classical method thresholds in HU: 8-bit lung-window volumes are mapped back through the window
-    (2D slices keep their own display path, which thresholds adaptively)."""
-    if kind == "display" and not volume.is_2d:
-        from lungseg_core.preprocessing.intensity import hu_from_display
-
-        return volume.with_array(hu_from_display(volume.array), intensity="hu")
-    return volume

@@ -5,9 +5,7 @@ Every failure is an :class:`InputError` naming the file, the problem and the fix
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,8 @@ from lungseg_core.io.volume import Volume
 VOLUME_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 KNOWN_SUFFIXES = VOLUME_SUFFIXES + IMAGE_SUFFIXES
+NIFTI1_MIN_OFFSET = 352  # 348-byte header + 4-byte extension flag
+NIFTI_EXTENSION_SLACK = 1 << 20
 _FORMATS_HINT = "NIfTI (.nii/.nii.gz), NRRD/NHDR, MHA/MHD, a DICOM series folder or a PNG/JPG slice"
 
 
@@ -67,7 +67,7 @@ def _read_volume_file(path: Path) -> Volume:
         _check_complete(path)
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)
-    except (RuntimeError, EOFError, OSError, zlib.error) as exc:
+    except (RuntimeError, EOFError, OSError) as exc:
         reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else exc.__class__.__name__
         raise InputError(
             f"Cannot read '{path.name}': the file is corrupt, truncated or not an image ({reason})",
@@ -91,26 +91,34 @@ def _check_nifti_nan(path: Path) -> None:
 
 
 def _check_complete(path: Path) -> None:
-    """Refuse truncated files: ITK zero-fills a gzip stream that ends early instead of failing.
+    """Refuse truncated NIfTI: ITK zero-fills a payload that ends early instead of failing.
 
-    Gzip-compressed files are streamed to their end-of-stream marker (raises EOFError when cut short);
-    uncompressed NIfTI must be at least as long as its header says.
+    The header says how many bytes the image has; an uncompressed file must be that long, and a gzip
+    file's trailer records its uncompressed size (modulo 2**32). A truncated gzip ends mid-stream, so its
+    last four bytes are payload, not that size. No second decompression of the whole file is needed.
     """
-    if path.name.lower().endswith(".gz"):
-        with gzip.open(path, "rb") as stream:
-            while stream.read(1 << 24):
-                pass
-    elif path.suffix.lower() == ".nii":
-        import SimpleITK as sitk
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    import nibabel
 
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        voxels = int(np.prod(reader.GetSize())) * reader.GetNumberOfComponents()
-        bytes_per_voxel = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * reader.GetDimension(), reader.GetPixelID())).dtype).itemsize
-        vox_offset = int(float(reader.GetMetaData("vox_offset"))) if reader.HasMetaDataKey("vox_offset") else 352
-        if path.stat().st_size < vox_offset + voxels * bytes_per_voxel:
-            raise EOFError("file shorter than its header says")
+    try:
+        header = nibabel.load(str(path)).header
+    except Exception as exc:  # nibabel raises several kinds for non-NIfTI bytes
+        raise EOFError(f"not a readable NIfTI header ({exc.__class__.__name__})") from None
+    # some writers leave vox_offset 0; a single-file NIfTI's payload never starts before byte 352
+    offset = max(int(header.get_data_offset()), NIFTI1_MIN_OFFSET)
+    expected = offset + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    if name.endswith(".gz"):
+        with open(path, "rb") as handle:
+            handle.seek(-4, os.SEEK_END)
+            size = int.from_bytes(handle.read(4), "little")
+        # header extensions may add a little; a cut stream's last bytes are payload, almost never in range
+        complete = 0 <= size - expected % 2**32 <= NIFTI_EXTENSION_SLACK
+    else:
+        complete = path.stat().st_size >= expected
+    if not complete:
+        raise EOFError("file shorter than its header says")
 
 
 def _volume_from_sitk_array(image, array: np.ndarray, path: Path) -> Volume:

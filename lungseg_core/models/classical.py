@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from lungseg_core.io.volume import Volume
 from lungseg_core.labels import CONSOLIDATION, GGO
+from lungseg_core.preprocessing.intensity import hu_from_display
 from lungseg_core.postprocessing.lungs import (
     CanonicalView,
     _ball,
@@ -41,8 +42,6 @@ WORKING_SPACING_MM = 2.0
 AIRWAY_STEP_HU, AIRWAY_MAX_HU = 10.0, -750.0
 AIRWAY_MAX_ML = 250.0
 NODULE_CLOSING_MM = 5.0
-# Standard lung window used to map 8-bit display values back to approximate HU.
-LUNG_WINDOW_WIDTH, LUNG_WINDOW_LEVEL = 1500.0, -600.0
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -50,6 +49,7 @@ LUNG_WINDOW_WIDTH, LUNG_WINDOW_LEVEL = 1500.0, -600.0
 # ----------------------------------------------------------------------------------------------------------
 def classical_lungs(volume: Volume) -> np.ndarray:
     """Lung labels (uint8, 1 right / 2 left) of a CT in HU or of a 2D display slice, same shape as the input."""
+    volume = _in_hu(volume)
     if volume.is_2d or volume.shape[0] == 1 and volume.intensity == "display":
         return _lungs_2d(volume)
     view = CanonicalView(volume)
@@ -267,10 +267,15 @@ DISPLAY_OPENING_RADIUS_MM = 2.5
 DISPLAY_GGO_MIN_RISE_HU = 100.0
 
 
-def display_to_hu(array: np.ndarray) -> np.ndarray:
-    """Approximate HU of 0-255 display values, assuming the standard lung window W1500 / L-600."""
-    low = LUNG_WINDOW_LEVEL - LUNG_WINDOW_WIDTH / 2
-    return np.asarray(array, np.float32) / 255.0 * LUNG_WINDOW_WIDTH + low
+# Approximate HU of 0-255 display values (standard lung window W1500 / L-600): the preprocessing mapping.
+display_to_hu = hu_from_display
+
+
+def _in_hu(volume: Volume) -> Volume:
+    """8-bit lung-window volumes thresholded in HU through the window; 2D slices keep their own display path."""
+    if volume.intensity == "display" and not (volume.is_2d or volume.shape[0] == 1):
+        return volume.with_array(hu_from_display(volume.array), intensity="hu")
+    return volume
 
 
 def classical_infection(
@@ -303,6 +308,7 @@ def classical_infection(
     can read as consolidation. Healthy CTChest4 (10 mm slices): ~25 mL with classical lungs; see
     benchmarks/bench_classical_infection.py for all measurements.
     """
+    volume = _in_hu(volume)
     lungs = np.asarray(lungs) > 0
     if lungs.shape != volume.shape:
         raise ValueError(f"lung mask shape {lungs.shape} differs from volume shape {volume.shape}")

@@ -139,10 +139,14 @@ class LoadedModel:
 
 
 def load(name_or_path: str, task: str, device: Any = "cpu") -> LoadedModel:
-    """Build the card's architecture, load and verify its weights, put it on ``device`` in eval mode."""
+    """Build the named model's architecture, load and verify its weights, put it on ``device`` in eval mode."""
+    return load_card(resolve_card(name_or_path, task), task, device)
+
+
+def load_card(card: dict[str, Any], task: str, device: Any = "cpu") -> LoadedModel:
+    """:func:`load` for a card already resolved (no second look-up)."""
     from lungseg_core.models.registry import build_model
 
-    card = resolve_card(name_or_path, task)
     if card["architecture"] == "classical":
         raise ModelError("The classical method has no network", "use lungseg_core.inference.Segmenter for it")
     if card["task"] != task:
