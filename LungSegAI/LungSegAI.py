@@ -583,7 +583,7 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
             checkpoint = model if model not in self.modelIds() else None
             modelId = model if model in self.modelIds() else "checkpoint"
             result, imported, volume = self.segmentNode(volumeNode, task, modelId, checkpoint, device, show3D=False)
-            from batch_segment import case_name  # noqa: WPS433 - same folder as this file
+            from lungseg_core.io.readers import case_name
 
             volume.metadata["source"] = str(inputPath)
             return results.write_case_outputs(imported.segmentation, volume, result, task, outDir,

@@ -91,17 +91,10 @@ def _looks_like_dicom(path: Path) -> bool:
         return False
 
 
-def case_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".seg.nrrd",) + VOLUME_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], None] = print) -> int:
     """Segment every case, write OUT/manifest.csv, return the exit status (0 all ok, 1 some failed)."""
     from lungseg_core.inference.pipeline import CaseOutcome, write_manifest
+    from lungseg_core.io.readers import case_name
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)

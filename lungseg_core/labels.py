@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+TASKS = ("lungs", "infection")
+
+# Typical densities of the two infection patterns (HU), used by the classical baseline and lesion synthesis
+GGO_HU = (-750.0, -300.0)
+CONSOLIDATION_HU = (-100.0, 60.0)
+
 RIGHT_LUNG = 1
 LEFT_LUNG = 2
 GGO = 1

@@ -139,13 +139,9 @@ def align_to_reference(pred: Volume, ref: Volume) -> np.ndarray:
 
 
 def _resample_nearest(pred: Volume, ref: Volume) -> np.ndarray:
-    import SimpleITK as sitk
+    from lungseg_core.preprocessing.resample import resample_like
 
-    moved = sitk.Resample(
-        pred.with_array(pred.array.astype(np.uint8)).to_sitk(), ref.to_sitk(), sitk.Transform(),
-        sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8,
-    )
-    array = sitk.GetArrayFromImage(moved)
+    array = resample_like(pred.array.astype(np.uint8), pred, ref)
     if pred.array.any() and not array.any():
         raise InputError(
             "prediction and reference do not overlap in patient space (different origin or orientation)",

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lungseg_core.errors import InputError
+from lungseg_core.labels import TASKS
 
-TASKS = ("lungs", "infection")
 SEG_SUFFIX = ".seg.nrrd"
 # generic labelmaps, in order of preference when one case has several
 LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png")

@@ -46,32 +46,38 @@ def _ratio(numerator: float, denominator: float) -> float:
     return 1.0 if denominator == 0 else float(numerator) / float(denominator)
 
 
+def scores_from_counts(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Dice, IoU, precision and recall from confusion counts: the one place their formulas live.
+
+    Precision of an empty prediction (recall of an empty reference) is 1 only when both masks are empty.
+    """
+    both_empty = tp + fp + fn == 0
+    return {
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
+        "iou": _ratio(tp, tp + fp + fn),
+        "precision": 1.0 if both_empty else (tp / (tp + fp) if tp + fp else 0.0),
+        "recall": 1.0 if both_empty else (tp / (tp + fn) if tp + fn else 0.0),
+    }
+
+
 def dice(pred: MaskLike, ref: MaskLike) -> float:
     """2|P∩R| / (|P| + |R|)."""
-    tp, fp, fn = confusion_counts(pred, ref)
-    return _ratio(2 * tp, 2 * tp + fp + fn)
+    return scores_from_counts(*confusion_counts(pred, ref))["dice"]
 
 
 def iou(pred: MaskLike, ref: MaskLike) -> float:
     """|P∩R| / |P∪R| (Jaccard index)."""
-    tp, fp, fn = confusion_counts(pred, ref)
-    return _ratio(tp, tp + fp + fn)
+    return scores_from_counts(*confusion_counts(pred, ref))["iou"]
 
 
 def precision(pred: MaskLike, ref: MaskLike) -> float:
     """|P∩R| / |P| (positive predictive value); 0 for an empty prediction of a non-empty reference."""
-    tp, fp, fn = confusion_counts(pred, ref)
-    if tp + fp == 0:
-        return 1.0 if fn == 0 else 0.0
-    return tp / (tp + fp)
+    return scores_from_counts(*confusion_counts(pred, ref))["precision"]
 
 
 def recall(pred: MaskLike, ref: MaskLike) -> float:
     """|P∩R| / |R| (sensitivity); 0 for an empty reference with a non-empty prediction."""
-    tp, fp, fn = confusion_counts(pred, ref)
-    if tp + fn == 0:
-        return 1.0 if fp == 0 else 0.0
-    return tp / (tp + fn)
+    return scores_from_counts(*confusion_counts(pred, ref))["recall"]
 
 
 class CumulativeMetric:
@@ -148,14 +154,4 @@ class RecallMetric(CumulativeMetric):
 
 def overlap_metrics(pred: MaskLike, ref: MaskLike) -> dict[str, float]:
     """All four overlap metrics from one pass over the masks."""
-    tp, fp, fn = confusion_counts(pred, ref)
-    both_empty = tp + fp + fn == 0
-    return {
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
-        "iou": _ratio(tp, tp + fp + fn),
-        "precision": 1.0 if both_empty else (tp / (tp + fp) if tp + fp else 0.0),
-        "recall": 1.0 if both_empty else (tp / (tp + fn) if tp + fn else 0.0),
-    }
-
-
-OVERLAP_METRICS: Sequence[str] = ("dice", "iou", "precision", "recall")
+    return scores_from_counts(*confusion_counts(pred, ref))

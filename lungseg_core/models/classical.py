@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from lungseg_core.io.volume import Volume
-from lungseg_core.labels import CONSOLIDATION, GGO
+from lungseg_core.labels import CONSOLIDATION, CONSOLIDATION_HU, GGO, GGO_HU
 from lungseg_core.preprocessing.intensity import hu_from_display
 from lungseg_core.postprocessing.lungs import (
     CanonicalView,
@@ -281,8 +281,8 @@ def _in_hu(volume: Volume) -> Volume:
 def classical_infection(
     volume: Volume,
     lungs: np.ndarray,
-    ggo_hu: tuple[float, float] = (-750.0, -300.0),
-    consolidation_hu: tuple[float, float] = (-100.0, 60.0),
+    ggo_hu: tuple[float, float] = GGO_HU,
+    consolidation_hu: tuple[float, float] = CONSOLIDATION_HU,
     min_volume_ml: float = 1.0,
 ) -> np.ndarray:
     """Infection baseline (uint8: 1 GGO, 2 consolidation, only inside ``lungs``) from density patches.

@@ -17,10 +17,10 @@ from typing import Any
 
 from lungseg_core.errors import ModelError
 from lungseg_core.io.atomic import atomic_path
+from lungseg_core.labels import TASKS
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "resources" / "models"
 CLASSICAL = "threshold"
-TASKS = ("lungs", "infection")
 REQUIRED_CARD_KEYS = ("name", "task", "architecture", "in_channels", "num_classes", "slice_spec", "labels", "sha256")
 
 CLASSICAL_CARDS = {

@@ -7,7 +7,6 @@ case they are paired whatever their names.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -17,10 +16,11 @@ from lungseg_core.errors import InputError
 from lungseg_core.io.atomic import atomic_path, write_text_atomic
 from lungseg_core.reports.zones import ZONES
 from lungseg_core.io.tables import rows_to_csv_text
+from lungseg_core.reports.quantify import LUNG_KEYS
 
 COMPARE_COLUMNS = ("baseline_case", "followup_case", "lung", "zone", "measure", "baseline", "followup",
                    "change", "relative_change_percent")
-LUNGS = ("right_lung", "left_lung", "both_lungs")
+LUNGS = LUNG_KEYS
 
 
 def load_case_results(folder) -> dict[str, dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,9 @@ import numpy as np
 from lungseg_core.errors import InputError
 from lungseg_core.io.atomic import atomic_path, write_text_atomic
 from lungseg_core.io.tables import rows_to_csv_text
+from lungseg_core.reports.quantify import LUNG_KEYS
 
-LUNGS = ("right_lung", "left_lung", "both_lungs")
+LUNGS = LUNG_KEYS
 SUMMARY_COLUMNS = (
     ["case"]
     + [f"{lung}_ml" for lung in LUNGS]

@@ -21,10 +21,8 @@ from scipy import ndimage
 
 from lungseg_core.errors import InputError
 from lungseg_core.io.volume import Volume
-from lungseg_core.labels import CONSOLIDATION, GGO
+from lungseg_core.labels import CONSOLIDATION, CONSOLIDATION_HU, GGO, GGO_HU
 
-GGO_HU = (-750.0, -300.0)
-CONSOLIDATION_HU = (-100.0, 60.0)
 VESSEL_HU = -200.0  # voxels denser than this inside a GGO blob are vessels and are kept
 BRONCHUS_HU = -930.0  # voxels (smoothed) darker than this inside consolidation are airway lumen and kept
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from lungseg_core.errors import InputError
+from lungseg_core.labels import TASKS
 
-TASKS = ("lungs", "infection")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "none")
 MONITORS = ("val_loss", "val_dice")

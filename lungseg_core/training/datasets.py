@@ -30,8 +30,8 @@ from lungseg_core.errors import InputError
 from lungseg_core.io.readers import IMAGE_SUFFIXES, VOLUME_SUFFIXES, case_name, read_labelmap, read_volume
 from lungseg_core.io.volume import Volume, patient_left_score
 from lungseg_core.labels import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG
+from lungseg_core.labels import TASKS
 
-TASKS = ("lungs", "infection")
 LAYOUT_HELP = {
     "covid19_ct_seg": "COVID-19-CT-Seg: metadata.csv with ct_scan, lung_mask, infection_mask columns",
     "medseg": "MedSeg: tr_im.nii.gz + tr_mask.nii.gz / tr_lungmasks_updated.nii.gz, or rp_im/ + rp_msk/",
@@ -482,11 +482,9 @@ def _on_image_grid(labels: Volume, image: Volume) -> np.ndarray:
     """Segmentations are often stored cropped to their extent: resample onto the image (nearest)."""
     if labels.same_geometry(image):
         return np.asarray(labels.array, np.uint8)
-    import SimpleITK as sitk
+    from lungseg_core.preprocessing.resample import resample_like
 
-    resampled = sitk.Resample(labels.with_array(labels.array.astype(np.uint8)).to_sitk(), image.to_sitk(),
-                              sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    return sitk.GetArrayFromImage(resampled)
+    return resample_like(labels.array.astype(np.uint8), labels, image)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -265,7 +265,7 @@ def _variants(case, entry: _Entry, config, training: bool, rng: np.random.Genera
     from lungseg_core.synthetic.lesions import insert_lesions
 
     copies = int(config.synthetic_lesions.get("copies", 0))
-    lungs = case.lungs if case.lungs is not None else (case.labels if not entry.host and config.task == "lungs" else None)
+    lungs = case.lungs  # every reader sets it for lung cases
     if entry.host:
         # lung-labelled host: the inserted lesions' masks are the infection labels (validation gets them too)
         for copy in range(max(copies, 1)):

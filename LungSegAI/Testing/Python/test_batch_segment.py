@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import batch_segment
+from lungseg_core.io.readers import case_name
 
 
 class FakeLogic:
@@ -20,7 +21,7 @@ class FakeLogic:
         self.calls.append((Path(input_path).name, task, model, device, overwrite))
         if "bad" in Path(input_path).name:
             raise ValueError("cannot read this CT")
-        out = Path(out_dir) / f"{batch_segment.case_name(Path(input_path))}.seg.nrrd"
+        out = Path(out_dir) / f"{case_name(Path(input_path))}.seg.nrrd"
         out.write_text("x")
         return {"segmentation": out}
 
