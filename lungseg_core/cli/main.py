@@ -18,6 +18,7 @@ COMMANDS = {
     "evaluate": "lungseg_core.cli.evaluate",
     "models": "lungseg_core.cli.models",
     "train": "lungseg_core.cli.train",
+    "crossval": "lungseg_core.cli.crossval",
     "compare": "lungseg_core.cli.compare",
     "sample-reference": "lungseg_core.cli.sample_reference",
 }

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lungseg_core.errors import InputError
-from lungseg_core.inference.device import DEVICE_CHOICES
+from lungseg_core.inference.device import DEVICE_CHOICES, resolve_device
 from lungseg_core.inference.pipeline import INTENSITY_CHOICES, TASK_CHOICES, segment_many
 from lungseg_core.io.readers import VOLUME_SUFFIXES, is_image_file
 from lungseg_core.models import zoo
@@ -34,8 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "raw (scanner values without DICOM rescale: HU = value - 1024)")
     parser.add_argument("--no-report", dest="report", action="store_false",
                         help="skip the CASE.png report picture (saves a few seconds per case in large batches)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs of the same case")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo cases whose outputs exist (by default a finished case is skipped, so rerunning an "
+                             "interrupted batch resumes it)")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="segment N cases at once in separate processes, sharing the CPU threads (default: 1); "
+                             "each needs the memory of one case")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
+    return value
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
@@ -71,18 +86,30 @@ def models_for_tasks(model: str | None, lung_model: str | None, infection_model:
 def run(args: argparse.Namespace) -> int:
     inputs = expand_inputs(args.inputs)
     lung_model, infection_model = models_for_tasks(args.model, args.lung_model, args.infection_model)
-    for name, task in ((lung_model, "lungs"), (infection_model, "infection")):
-        zoo.resolve_card(name, task)  # fail fast on a missing/unknown model, before any case runs
+    # fail fast, before any case runs: a missing/unknown model, or a GPU that is not there
+    cards = {task: zoo.resolve_card(name, task) for name, task in ((lung_model, "lungs"), (infection_model, "infection"))}
+    used = [cards["lungs"]] + ([cards["infection"]] if args.task != "lungs" else [])
+    if any(card["architecture"] != "classical" for card in used):  # the classical method runs on the CPU
+        resolve_device(args.device)
     log = None if args.quiet else print
-    outcomes = segment_many(
-        inputs, args.output, log=log,
-        progress_factory=lambda case, i, n: progress_printer(f"[{i}/{n}] {case}", quiet=args.quiet),
-        task=args.task, lung_model=lung_model, infection_model=infection_model, device=args.device,
-        overwrite=args.overwrite, intensity=args.intensity, report=args.report,
-    )
-    failed = [o for o in outcomes if o.status != "ok"]
+    manifest = Path(args.output) / "manifest.csv"
+    try:
+        outcomes = segment_many(
+            inputs, args.output, log=log,
+            progress_factory=lambda case, i, n: progress_printer(f"[{i}/{n}] {case}", quiet=args.quiet),
+            workers=args.workers, task=args.task, lung_model=lung_model, infection_model=infection_model,
+            device=args.device, overwrite=args.overwrite, intensity=args.intensity, report=args.report,
+        )
+    except KeyboardInterrupt:
+        print(f"\nlungseg segment: interrupted; finished cases are listed in {manifest} and no partial file was "
+              "left. Run the same command again to resume: finished cases are skipped.", file=sys.stderr)
+        return 130
+    failed = [o for o in outcomes if o.status not in ("ok", "skipped")]
+    skipped = sum(o.status == "skipped" for o in outcomes)
     if not args.quiet:
-        print(f"{len(outcomes) - len(failed)} of {len(outcomes)} case(s) segmented; manifest: {Path(args.output) / 'manifest.csv'}")
+        done = len(outcomes) - len(failed) - skipped
+        print(f"{done} of {len(outcomes)} case(s) segmented" + (f", {skipped} skipped (already done)" if skipped else "")
+              + f"; manifest: {manifest}")
     for outcome in failed:
         print(f"lungseg segment: error: {outcome.case}: {outcome.error}", file=sys.stderr)
     return 1 if failed else 0

@@ -18,27 +18,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder for checkpoints, log.csv, curves.png and the model package "
                              "(default: runs/NAME beside the current folder)")
     parser.add_argument("--resume", action="store_true", help="continue the run in the output folder from its last checkpoint")
+    parser.add_argument("--fold", type=int, default=None, help="cross-validation fold to hold out (with 'folds' in the config)")
+    add_common_training_arguments(parser)
+
+
+def add_common_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``crossval``."""
     parser.add_argument("--epochs", type=int, default=None, help="total number of epochs (overrides the config)")
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N")
-    parser.add_argument("--fold", type=int, default=None, help="cross-validation fold to hold out (with 'folds' in the config)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value (JSON), repeatable: --set lr=5e-4 --set slice_spec.size=128")
     parser.add_argument("--quiet", action="store_true", help="print only the final line")
 
 
-def run(args: argparse.Namespace) -> int:
+def load_training_config(args: argparse.Namespace):
+    """The config with ``--set`` (and ``--fold``) overrides applied; ``--epochs`` checked."""
     from lungseg_core.errors import InputError
     from lungseg_core.training.config import load_config, parse_override
-    from lungseg_core.training.trainer import train
 
     overrides = dict(parse_override(text) for text in args.overrides)
-    if args.fold is not None:
+    if getattr(args, "fold", None) is not None:
         overrides["fold"] = args.fold
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs {args.epochs} is not a positive number", "give --epochs 1 or more")
-    config = load_config(args.config, overrides)
+    return load_config(args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lungseg_core.training.trainer import train
+
+    config = load_training_config(args)
     run_dir = args.output or Path("runs") / config.name
-    command = _command_line(args, run_dir)
+    parts = ["lungseg", "train", str(args.config), "-o", str(run_dir)]
+    if args.fold is not None:
+        parts += ["--fold", str(args.fold)]
+    command = command_line(parts, args)
     result = train(config, run_dir, resume=args.resume, device=args.device, epochs=args.epochs, command=command,
                    log=None if args.quiet else print)
     if result.package is not None:  # only rank 0 writes (and reports) the package
@@ -46,13 +60,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_line(args: argparse.Namespace, run_dir: Path) -> str:
+def command_line(parts: list[str], args: argparse.Namespace) -> str:
     """The command that reproduces this run (recorded in the model card)."""
-    parts = ["lungseg", "train", str(args.config), "-o", str(run_dir)]
+    parts = list(parts)
     if args.epochs is not None:
         parts += ["--epochs", str(args.epochs)]
-    if args.fold is not None:
-        parts += ["--fold", str(args.fold)]
     for text in args.overrides:
         parts += ["--set", text]
     return " ".join(shlex.quote(p) for p in parts)

@@ -22,4 +22,11 @@ def resolve_device(device: str = "auto"):
                          "use --device cpu (or auto), or install a CUDA build of torch")
     if requested not in DEVICE_CHOICES and not requested.startswith("cuda:") and requested != "mps":
         raise ModelError(f"Unknown device '{device}'", "use auto, cpu or cuda")
-    return torch.device(requested)
+    try:
+        chosen = torch.device(requested)
+    except RuntimeError:  # e.g. "cuda:x"
+        raise ModelError(f"Unknown device '{device}'", "use auto, cpu, cuda or cuda:N (N a GPU number)") from None
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise ModelError(f"GPU {chosen.index} was requested but PyTorch sees {torch.cuda.device_count()} GPU(s)",
+                         "use --device cuda (the first GPU), a smaller GPU number, or --device cpu")
+    return chosen

@@ -50,7 +50,8 @@ def predict_slice_probabilities(
                 batch = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 logits = network(batch)[..., :height, :width]
-            probs = torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float16)
+            # float16 on the device: half the bytes cross to the host (same rounding as numpy's astype)
+            probs = torch.softmax(logits.float(), dim=1).to(torch.float16).cpu().numpy()
             if out is None:
                 out = np.empty((len(slices),) + probs.shape[1:], dtype=np.float16)
             out[start:start + len(probs)] = probs

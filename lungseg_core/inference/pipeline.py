@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import signal
 import threading
 import time
 import traceback
@@ -24,6 +27,10 @@ from lungseg_core.io.volume import Volume
 TASK_CHOICES = ("lungs", "infection", "all")
 INTENSITY_CHOICES = ("auto", "display", "raw")
 RAW_CT_OFFSET = 1024  # HU = raw value - 1024 for the usual RescaleIntercept of CT scanners
+# Peak memory of segment_volume per input voxel, beyond the input array: about 56 bytes measured for the
+# classical method with task "all" (slope of peak RSS between 3.5 M and 7 M voxel phantoms), rounded up.
+# read_volume refuses a CT whose header says it would not fit (see docs/robustness.md).
+SEGMENT_BYTES_PER_VOXEL = 64
 
 
 def apply_intensity_choice(volume: Volume, intensity: str = "auto") -> tuple[Volume, str]:
@@ -55,7 +62,7 @@ class SegmentationResult:
 class CaseOutcome:
     case: str
     input: str
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed", "skipped" (already done) or "not run" (batch interrupted first)
     outputs: dict[str, Path] = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
@@ -140,6 +147,15 @@ def check_outputs_free(paths: dict[str, Path], overwrite: bool) -> None:
                           "pass --overwrite to replace them, or choose another output folder")
 
 
+def check_outputs_spare_input(paths: dict[str, Path], input_path: str | Path) -> None:
+    """Never write over an input, even with --overwrite (e.g. CASE.png of a PNG slice in its own folder)."""
+    source = Path(input_path).resolve()
+    clashes = [p.name for p in paths.values() if p.resolve() == source]
+    if clashes:
+        raise OutputError(f"Output '{clashes[0]}' would replace the input '{input_path}'",
+                          "choose another output folder (-o)")
+
+
 def task_labelmaps(result: SegmentationResult, task: str) -> dict[str, np.ndarray]:
     """The labelmaps a task writes (infection runs compute lungs too, but only write infection)."""
     labelmaps = {}
@@ -181,20 +197,29 @@ def write_case_outputs(
     storage node; by default slicerio writes it. Returns the CASE.json document.
     """
     started = time.perf_counter()
+    parts: dict[str, float] = {}  # seconds of each kind of output, for benchmarks/bench_segment.py
     labelmaps = task_labelmaps(result, task)
+    if "report" in paths:
+        from lungseg_core.reports.render3d import start_offscreen_probe
+
+        start_offscreen_probe()  # the ~1 s OpenGL probe subprocess runs while the labelmaps are written
     with AtomicGroup() as group:
         for name, labels in labelmaps.items():
             write_labelmap(group.path(paths[name]), volume, labels)
+        parts["write_labelmaps"] = time.perf_counter() - started
         segmentation_path = group.path(paths["segmentation"])
         if write_segmentation_file is None:
             write_segmentation(segmentation_path, volume, labelmaps)
         else:
             write_segmentation_file(segmentation_path)
+        parts["write_segmentation"] = time.perf_counter() - started - sum(parts.values())
         if "report" in paths:
             from lungseg_core.reports import render_case_report
 
             render_case_report(volume, result.lungs, result.infection, result.measurements, group.path(paths["report"]))
+            parts["write_report"] = time.perf_counter() - started - sum(parts.values())
         document = result_document(volume, result, task, read_seconds)
+        document["seconds"].update({k: round(v, 3) for k, v in parts.items()})
         document["seconds"]["write"] = round(time.perf_counter() - started, 3)
         document["seconds"]["total"] = round(read_seconds + sum(result.timings.values()) + document["seconds"]["write"], 3)
         document["outputs"] = {k: p.name for k, p in paths.items()}
@@ -219,8 +244,9 @@ def segment_case(
     """Segment one input and write its outputs together (all or none). Raises on error."""
     started = time.perf_counter()
     paths = output_paths(Path(out_dir), case_name(input_path), task, report)
+    check_outputs_spare_input(paths, input_path)
     check_outputs_free(paths, overwrite)
-    volume = read_volume(input_path)
+    volume = read_volume(input_path, SEGMENT_BYTES_PER_VOXEL)
     read_seconds = time.perf_counter() - started
     result = segment_volume(volume, task, lung_model, infection_model, device, progress, cancel, intensity)
     document = write_case_outputs(volume, result, task, paths, read_seconds)
@@ -256,45 +282,216 @@ def segment_many(
     out_dir: str | Path,
     log: Callable[[str], None] | None = print,
     progress_factory: Callable[[str, int, int], ProgressCallback | None] | None = None,
+    workers: int = 1,
     **case_options: Any,
 ) -> list[CaseOutcome]:
     """Segment every input with :func:`segment_case` (``case_options`` are its keyword arguments), continue
-    past failures, and write ``OUT/manifest.csv`` and the batch summary."""
+    past failures, and write ``OUT/manifest.csv`` and the batch summary.
+
+    A case whose outputs all exist (a finished case of an earlier or interrupted run) is skipped unless
+    ``overwrite`` is set. ``workers`` > 1 segments cases in that many processes (no per-case progress then);
+    the manifest keeps the input order. On Ctrl-C (KeyboardInterrupt) or :class:`Cancelled` the running
+    cases stop without leaving files, the manifest records what finished and the exception propagates:
+    running the same batch again resumes it.
+    """
     inputs = [Path(p) for p in inputs]
     out_dir = Path(out_dir)
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}", "use --workers 1 (default) or more")
+    check_batch_files_spare_inputs(inputs, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    outcomes: list[CaseOutcome] = []
-    for index, path in enumerate(inputs, start=1):
-        started = time.perf_counter()
-        progress = progress_factory(case_name(path), index, len(inputs)) if progress_factory else None
-        try:
-            outcome = segment_case(path, out_dir, progress=progress, **case_options)
-        except LungSegError as exc:
-            outcome = CaseOutcome(case_name(path), str(path), "failed", error=exc.one_line())
-        except Cancelled:
-            raise
-        except Exception as exc:  # an unexpected bug in one case must not stop a batch of thousands
-            outcome = CaseOutcome(case_name(path), str(path), "failed", error=f"internal error: {exc!r}")
-            outcome.error += " | " + traceback.format_exc(limit=3).replace("\n", " ")[-400:]
-        outcome.seconds = time.perf_counter() - started
-        outcomes.append(outcome)
+    outcomes: list[CaseOutcome | None] = [None] * len(inputs)
+    todo = plan_batch(inputs, out_dir, case_options, outcomes)
+
+    def announce(index: int) -> None:
+        outcome = outcomes[index]
+        if log and outcome is not None:
+            status = {"ok": "ok", "skipped": f"skipped ({outcome.note})"}.get(outcome.status, f"FAILED: {outcome.error}")
+            status += f"; {outcome.note}" if outcome.note and outcome.status == "ok" else ""
+            log(f"[{index + 1}/{len(inputs)}] {outcome.case}: {status} ({outcome.seconds:.1f} s)")
+
+    try:
+        for index in range(len(inputs)):
+            announce(index)  # skipped cases and name clashes, decided before any work
+        if workers > 1 and len(todo) > 1:
+            _run_in_processes(inputs, todo, out_dir, min(workers, len(todo)), case_options, outcomes, announce)
+        else:
+            for index in todo:
+                path = inputs[index]
+                progress = progress_factory(case_name(path), index + 1, len(inputs)) if progress_factory else None
+                outcomes[index] = run_one_case(path, out_dir, progress, case_options)
+                announce(index)
+    except (KeyboardInterrupt, Cancelled):
+        write_manifest(out_dir / "manifest.csv", _with_unfinished(outcomes, inputs))
         if log:
-            status = "ok" if outcome.status == "ok" else f"FAILED: {outcome.error}"
-            status += f"; {outcome.note}" if outcome.note else ""
-            log(f"[{index}/{len(inputs)}] {outcome.case}: {status} ({outcome.seconds:.1f} s)")
-    write_manifest(out_dir / "manifest.csv", outcomes)
-    documents = [o.document for o in outcomes if o.status == "ok"]
+            finished = sum(o is not None for o in outcomes)
+            log(f"interrupted: {finished} of {len(inputs)} case(s) finished or skipped; manifest: {out_dir / 'manifest.csv'}")
+        raise
+    done = [o for o in outcomes if o is not None]
+    write_manifest(out_dir / "manifest.csv", done)
+    documents = [o.document for o in done if o.status in ("ok", "skipped") and o.document]
     if documents:
         from lungseg_core.reports import write_batch_summary
 
         write_batch_summary(documents, out_dir)
-    return outcomes
+    return done
 
 
-MANIFEST_COLUMNS = ["case", "input", "status", "seconds", "error", "outputs"]
+SKIPPED_NOTE = "already done; --overwrite to redo"
+NOT_RUN_NOTE = "batch interrupted before this case finished; rerun the same command to resume"
+BATCH_FILES = ("manifest.csv", "summary.csv", "summary.png")
+
+
+def run_one_case(path: Path, out_dir: Path, progress: ProgressCallback | None, case_options: dict[str, Any]) -> CaseOutcome:
+    """:func:`segment_case` for a batch: a user error or a bug becomes a failed outcome, not an exception."""
+    started = time.perf_counter()
+    try:
+        outcome = segment_case(path, out_dir, progress=progress, **case_options)
+    except LungSegError as exc:
+        outcome = CaseOutcome(case_name(path), str(path), "failed", error=exc.one_line())
+    except Cancelled:
+        raise
+    except Exception as exc:  # an unexpected bug in one case must not stop a batch of thousands
+        outcome = CaseOutcome(case_name(path), str(path), "failed", error=f"internal error: {exc!r}")
+        outcome.error += " | " + traceback.format_exc(limit=3).replace("\n", " ")[-400:]
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def check_batch_files_spare_inputs(inputs: list[Path], out_dir: Path) -> None:
+    """manifest.csv and the summary must never replace an input of the batch."""
+    sources = {p.resolve() for p in inputs}
+    for name in BATCH_FILES:
+        if (out_dir / name).resolve() in sources:
+            raise OutputError(f"The batch file '{name}' would replace the input '{out_dir / name}'",
+                              "choose another output folder (-o)")
+
+
+def plan_batch(inputs: list[Path], out_dir: Path, case_options: dict[str, Any], outcomes: list[CaseOutcome | None]) -> list[int]:
+    """Indices of the inputs to segment. Finished cases (skipped) and inputs whose case name an earlier
+    input already has (their outputs would collide) get their outcome in ``outcomes`` now."""
+    task, report = case_options.get("task", "all"), case_options.get("report", False)
+    first_with_name: dict[str, Path] = {}
+    todo = []
+    for index, path in enumerate(inputs):
+        case = case_name(path)
+        if case in first_with_name:
+            error = OutputError(f"Input '{path}' has the same case name '{case}' as '{first_with_name[case]}': "
+                                "their outputs would collide", "rename one, or segment them into separate output folders")
+            outcomes[index] = CaseOutcome(case, str(path), "failed", error=error.one_line())
+            continue
+        first_with_name[case] = path
+        paths = output_paths(out_dir, case, task, report)
+        document = None if case_options.get("overwrite") else finished_case_document(paths)
+        if document is not None:
+            outcomes[index] = CaseOutcome(case, str(path), "skipped", paths, note=SKIPPED_NOTE, document=document)
+        else:
+            remove_stale_temporaries(paths)
+            todo.append(index)
+    return todo
+
+
+def finished_case_document(paths: dict[str, Path]) -> dict[str, Any] | None:
+    """CASE.json of a case whose outputs all exist, else None.
+
+    A case's outputs are written as one atomic group (every file or none), so all of them present with a
+    readable CASE.json means the case finished; some present means they are not ours or another task's,
+    and segment_case refuses to replace them without --overwrite.
+    """
+    if not all(p.exists() for p in paths.values()):
+        return None
+    try:
+        document = json.loads(paths["json"].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def remove_stale_temporaries(paths: dict[str, Path]) -> None:
+    """Delete the hidden temporaries of these outputs that a killed run (kill -9, power cut) left behind.
+
+    Errors and Ctrl-C never leave any (AtomicGroup removes them); only names exactly as AtomicGroup makes
+    them for these targets (``.STEM-XXXXXXXX.SUFFIXES``, 8 random characters) are touched.
+    """
+    for target in paths.values():
+        stem, suffix = target.name.split(".")[0], "".join(target.suffixes)
+        for stale in target.parent.glob(f".{glob.escape(stem)}-{'?' * 8}{glob.escape(suffix)}"):
+            stale.unlink(missing_ok=True)
+
+
+def _with_unfinished(outcomes: list[CaseOutcome | None], inputs: list[Path]) -> list[CaseOutcome]:
+    """The manifest rows of an interrupted batch: what finished, and "not run" for the rest."""
+    return [o if o is not None else CaseOutcome(case_name(p), str(p), "not run", note=NOT_RUN_NOTE)
+            for o, p in zip(outcomes, inputs)]
+
+
+_worker_cancel: Any = None  # in a worker process: the batch's multiprocessing Event
+
+
+def _init_worker(cancel: Any, torch_threads: int) -> None:
+    """Set up a worker process: Ctrl-C is handled by the parent, which sets ``cancel``; share the CPUs."""
+    global _worker_cancel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_cancel = cancel
+    import torch
+
+    torch.set_num_threads(torch_threads)
+
+
+def _run_case_in_worker(path: Path, out_dir: Path, case_options: dict[str, Any]) -> CaseOutcome | None:
+    """One case in a worker process; None when the batch was interrupted first (no file is left)."""
+    if _worker_cancel.is_set():
+        return None
+    try:
+        return run_one_case(path, out_dir, None, {**case_options, "cancel": _worker_cancel})
+    except Cancelled:
+        return None
+
+
+def _run_in_processes(inputs: list[Path], todo: list[int], out_dir: Path, workers: int, case_options: dict[str, Any],
+                      outcomes: list[CaseOutcome | None], announce: Callable[[int], None]) -> None:
+    """Segment ``inputs[todo]`` in ``workers`` processes, filling ``outcomes`` as cases finish.
+
+    On Ctrl-C the running cases are cancelled at their next check (their files are cleaned up), queued
+    ones never start, and every case that still finished is recorded before the interrupt propagates.
+    """
+    import concurrent.futures as cf
+    import multiprocessing
+
+    if case_options.get("cancel") is not None:
+        raise ValueError("segment_many: 'cancel' needs workers=1 (a parallel batch is stopped with Ctrl-C)")
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
+    cancel = context.Event()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(cancel, threads)) as pool:
+        futures = {pool.submit(_run_case_in_worker, inputs[i], out_dir, case_options): i for i in todo}
+        try:
+            for future in cf.as_completed(futures):
+                outcomes[futures[future]] = _worker_outcome(future, inputs[futures[future]])
+                announce(futures[future])
+        except BaseException:
+            cancel.set()
+            for future in futures:
+                future.cancel()
+            for future in cf.wait(futures).done:
+                if not future.cancelled() and outcomes[futures[future]] is None:
+                    outcomes[futures[future]] = _worker_outcome(future, inputs[futures[future]])
+            raise
+
+
+def _worker_outcome(future: Any, path: Path) -> CaseOutcome | None:
+    """A worker's outcome; a worker that died (e.g. killed for memory) fails its case, not the batch."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return CaseOutcome(case_name(path), str(path), "failed",
+                           error=f"worker process failed ({exc!r}); rerun with fewer --workers or check the memory")
+
+
+MANIFEST_COLUMNS = ["case", "input", "status", "seconds", "error", "outputs", "note"]
 
 
 def write_manifest(path: Path, outcomes: list[CaseOutcome]) -> Path:
     rows = [{"case": o.case, "input": o.input, "status": o.status, "seconds": o.seconds, "error": o.error,
-             "outputs": ";".join(p.name for p in o.outputs.values())} for o in outcomes]
+             "outputs": ";".join(p.name for p in o.outputs.values()), "note": o.note} for o in outcomes]
     return write_text_atomic(path, rows_to_csv_text(rows, MANIFEST_COLUMNS))

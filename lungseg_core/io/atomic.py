@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it onto ``target`` only if the block succeeds.
@@ -50,6 +56,8 @@ class AtomicGroup:
         suffix = "".join(target.suffixes) or ".tmp"
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}-", suffix=suffix, dir=target.parent)
         os.close(fd)
+        # mkstemp makes 0600 files; results and models must be readable like any other file the user writes
+        os.chmod(tmp_name, 0o666 & ~_current_umask())
         self._pending.append((Path(tmp_name), target))
         return Path(tmp_name)
 

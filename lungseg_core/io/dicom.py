@@ -10,6 +10,10 @@ import numpy as np
 from lungseg_core.errors import InputError
 from lungseg_core.io.volume import Volume
 
+# A step between neighbouring slices this much larger than the usual step means slices are missing;
+# 1.5 tolerates the rounding of positions in the headers and never passes a whole missing slice (2x).
+GAP_FACTOR = 1.5
+
 
 @dataclass
 class DicomSeries:
@@ -56,7 +60,7 @@ def choose_series(series: list[DicomSeries]) -> DicomSeries:
     return max(ct, key=lambda s: len(s.files))
 
 
-def read_dicom_series(folder: Path) -> Volume:
+def read_dicom_series(folder: Path, working_bytes_per_voxel: int = 0) -> Volume:
     import SimpleITK as sitk
 
     series = find_series(folder)
@@ -66,8 +70,13 @@ def read_dicom_series(folder: Path) -> Volume:
             "point to the folder holding the CT's .dcm files (or give a NIfTI/NRRD file)",
         )
     chosen = choose_series(series)
+    _check_series_memory(chosen, working_bytes_per_voxel)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(chosen.files)
+    reader.MetaDataDictionaryArrayUpdateOn()  # per-slice tags, to check the slice positions below
+    # ITK prints a multi-line warning for uneven slices and reads on; check_slice_positions explains instead
+    warnings_shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
         image = reader.Execute()
         array = sitk.GetArrayFromImage(image)
@@ -76,6 +85,9 @@ def read_dicom_series(folder: Path) -> Volume:
             f"Cannot read DICOM series {chosen.uid} in '{chosen.folder}' ({str(exc).strip().splitlines()[-1][:120]})",
             "check that the series is complete and not compressed with an unsupported codec",
         ) from None
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_shown)
+    check_slice_positions(_slice_positions(reader, len(chosen.files)), np.array(image.GetDirection()).reshape(3, 3), chosen)
     volume = Volume(
         array.astype(np.int16) if np.issubdtype(array.dtype, np.integer) and array.min() >= -32768 and array.max() < 32768 else array,
         image.GetSpacing(),
@@ -92,3 +104,63 @@ def read_dicom_series(folder: Path) -> Volume:
         "series_found": len(series),
     }
     return volume
+
+
+def _check_series_memory(chosen: DicomSeries, working_bytes_per_voxel: int) -> None:
+    """The size check of :func:`lungseg_core.io.readers.check_memory`, from the first slice's header."""
+    import SimpleITK as sitk
+
+    from lungseg_core.io.readers import check_memory, pixel_bytes
+
+    header = sitk.ImageFileReader()
+    header.SetFileName(chosen.files[0])
+    try:
+        header.ReadImageInformation()
+    except RuntimeError:
+        return  # the series reader below reports unreadable files
+    columns, rows = header.GetSize()[:2]
+    check_memory(Path(chosen.folder), (columns, rows, len(chosen.files)),
+                 pixel_bytes(header.GetPixelID()) * header.GetNumberOfComponents(), working_bytes_per_voxel)
+
+
+def _slice_positions(reader, count: int) -> list[np.ndarray] | None:
+    """ImagePositionPatient (0020|0032) of every slice, or None when a slice lacks it."""
+    positions = []
+    for index in range(count):
+        if not reader.HasMetaDataKey(index, "0020|0032"):
+            return None
+        try:
+            positions.append(np.array([float(v) for v in reader.GetMetaData(index, "0020|0032").split("\\")[:3]]))
+        except ValueError:
+            return None
+    return positions
+
+
+def check_slice_positions(positions: list[np.ndarray] | None, direction: np.ndarray, series: DicomSeries) -> None:
+    """Refuse a series with missing or duplicate slices: its volumes in mL and 3D shapes would be wrong.
+
+    ITK stacks the slices with one spacing (that of the first two) whatever the gaps, so a missing slice
+    silently moves every slice after it. Positions are projected on the slice normal (the third direction
+    column) and sorted, as the reader sorts them.
+    """
+    if positions is None or len(positions) < 3:
+        return
+    heights = np.sort(np.array(positions) @ direction[:, 2])
+    steps = np.diff(heights)
+    step = float(np.median(steps))
+    where = f"DICOM series {series.uid} in '{series.folder}'"
+    if step <= 1e-3 or np.any(steps <= 1e-3 * max(step, 1.0)):
+        raise InputError(
+            f"{where} has several slices at the same position (duplicates, or several acquisitions under one "
+            "series UID)",
+            "export each acquisition as its own series, or remove the duplicate files",
+        )
+    gaps = np.flatnonzero(steps > GAP_FACTOR * step)
+    if gaps.size:
+        missing = int(sum(round(steps[i] / step) - 1 for i in gaps))
+        first = gaps[0]
+        raise InputError(
+            f"{where} has missing slices: about {missing} slice(s) absent, e.g. a {steps[first]:.2f} mm gap after "
+            f"position {heights[first]:.2f} mm where the slice step is {step:.2f} mm",
+            "copy or export the complete series again (or give a NIfTI/NRRD converted from the complete series)",
+        )

@@ -18,6 +18,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 KNOWN_SUFFIXES = VOLUME_SUFFIXES + IMAGE_SUFFIXES
 NIFTI1_MIN_OFFSET = 352  # 348-byte header + 4-byte extension flag
 NIFTI_EXTENSION_SLACK = 1 << 20
+READ_COPIES = 2  # while reading, ITK's pixel buffer and numpy's copy of it exist together
+MEMORY_LIMIT_ENV = "LUNGSEG_MAX_MEMORY_GB"  # overrides the available-memory figure (e.g. on machines with swap)
 _FORMATS_HINT = "NIfTI (.nii/.nii.gz), NRRD/NHDR, MHA/MHD, a DICOM series folder or a PNG/JPG slice"
 
 
@@ -35,18 +37,25 @@ def is_image_file(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """Read a CT as a :class:`Volume`: a file, a DICOM series folder, or a 2D PNG/JPG slice."""
+def read_volume(path: str | os.PathLike, working_bytes_per_voxel: int = 0) -> Volume:
+    """Read a CT as a :class:`Volume`: a file, a DICOM series folder, or a 2D PNG/JPG slice.
+
+    Before any pixel is read, the size in the header is checked against the available memory (see
+    :func:`check_memory`); ``working_bytes_per_voxel`` adds what the caller will need per voxel afterwards.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"Input '{path}' does not exist", "check the path and spelling")
     if path.is_dir():
         from lungseg_core.io.dicom import read_dicom_series
 
-        volume = read_dicom_series(path)
+        volume = read_dicom_series(path, working_bytes_per_voxel)
     else:
         _check_not_empty(path)
-        volume = _read_image_2d(path) if is_image_file(path) else _read_volume_file(path)
+        if is_image_file(path):
+            volume = _read_image_2d(path)
+        else:
+            volume = _read_volume_file(path, working_bytes_per_voxel)
     volume.name = case_name(path)
     volume.metadata.setdefault("source", str(path))
     check_finite(volume, path)
@@ -58,17 +67,28 @@ def _check_not_empty(path: Path) -> None:
         raise InputError(f"Input '{path}' is an empty file (0 bytes)", "copy or export the image again")
 
 
-def _read_volume_file(path: Path) -> Volume:
+def _read_volume_file(path: Path, working_bytes_per_voxel: int = 0) -> Volume:
     import SimpleITK as sitk
 
     if not path.name.lower().endswith(VOLUME_SUFFIXES):
         raise InputError(f"'{path.name}' is not a supported image type", f"give {_FORMATS_HINT}")
     try:
         _check_complete(path)
+        header = sitk.ImageFileReader()
+        header.SetFileName(str(path))
+        header.ReadImageInformation()
+        check_memory(path, header.GetSize(), pixel_bytes(header.GetPixelID()) * header.GetNumberOfComponents(),
+                     working_bytes_per_voxel)
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)
     except (RuntimeError, EOFError, OSError) as exc:
         reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else exc.__class__.__name__
+        if "orthonormal" in reason:
+            raise InputError(
+                f"'{path.name}' has a sheared (non-orthogonal) voxel grid, e.g. from a tilted CT gantry",
+                "resample it to an orthogonal grid first (e.g. Slicer's Resample Scalar/Vector/DWI Volume, "
+                "or dcm2niix, which corrects gantry tilt)",
+            ) from None
         raise InputError(
             f"Cannot read '{path.name}': the file is corrupt, truncated or not an image ({reason})",
             "re-export or re-copy the file; check that the download completed",
@@ -81,6 +101,63 @@ def _read_volume_file(path: Path) -> Volume:
     if np.issubdtype(array.dtype, np.floating) and path.name.lower().endswith((".nii", ".nii.gz")):
         _check_nifti_nan(path)
     return _volume_from_sitk_array(image, array, path)
+
+
+def pixel_bytes(pixel_id: int) -> int:
+    """Bytes of one component of an ITK pixel type (from a 1-voxel image: ITK has no direct query)."""
+    import SimpleITK as sitk
+
+    return int(sitk.GetArrayViewFromImage(sitk.Image([1, 1], pixel_id)).itemsize)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process can still use: ``LUNGSEG_MAX_MEMORY_GB`` if set, else what the system has
+    available (psutil, /proc/meminfo's MemAvailable, or free pages); None when unknown."""
+    if os.environ.get(MEMORY_LIMIT_ENV):
+        return int(float(os.environ[MEMORY_LIMIT_ENV]) * 2**30)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(path: Path, size_xyz, bytes_per_voxel: int, working_bytes_per_voxel: int = 0) -> None:
+    """Refuse an image too large for this machine before allocating it, saying how much it needs.
+
+    ``size_xyz`` comes from the header; reading needs :data:`READ_COPIES` copies of the pixels, the caller
+    ``working_bytes_per_voxel`` more (segmentation: see ``lungseg_core.inference.pipeline``).
+    """
+    voxels = int(np.prod([int(s) for s in size_xyz], dtype=np.float64))
+    needed = voxels * (READ_COPIES * bytes_per_voxel + working_bytes_per_voxel)
+    available = available_memory_bytes()
+    if available is None or needed <= available:
+        return
+    size = "x".join(str(int(s)) for s in size_xyz)
+    raise InputError(
+        f"'{Path(path).name}' is too large for this machine: {size} voxels need about {_gib(needed)} GiB "
+        f"of memory but {_gib(available)} GiB is available",
+        "crop it to the chest or resample it to fewer voxels (e.g. 1 mm pixels, 2-3 mm slices), free memory, "
+        f"or use a machine with at least {np.ceil(needed / 2**30):.0f} GiB "
+        f"({MEMORY_LIMIT_ENV} overrides the available figure, e.g. with swap)",
+    )
+
+
+def _gib(size_bytes: float) -> str:
+    gib = size_bytes / 2**30
+    return f"{gib:.0f}" if gib >= 10 else f"{gib:.2g}"
 
 
 def _check_nifti_nan(path: Path) -> None:
@@ -166,6 +243,8 @@ def _read_image_2d(path: Path) -> Volume:
                 gray = np.asarray(image, dtype=np.float32)
             else:
                 gray = np.asarray(image.convert("L"), dtype=np.float32)
+    except Image.DecompressionBombError as exc:  # PIL's guard against images that would fill the memory
+        raise InputError(f"'{path.name}' is too large for a CT slice ({exc})", "export the slice at its original size") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InputError(
             f"Cannot read '{path.name}' as an image ({exc.__class__.__name__})",

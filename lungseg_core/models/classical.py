@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from lungseg_core.io.volume import Volume
 from lungseg_core.labels import CONSOLIDATION, CONSOLIDATION_HU, GGO, GGO_HU
+from lungseg_core.preprocessing.cropping import bounding_box
 from lungseg_core.preprocessing.intensity import hu_from_display
 from lungseg_core.postprocessing.lungs import (
     CanonicalView,
@@ -66,7 +67,7 @@ def classical_lungs(volume: Volume) -> np.ndarray:
 
 
 def _block_mean(array: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
-    """Mean over factor-sized blocks (edge blocks padded by repetition)."""
+    """Mean (float32) over factor-sized blocks (edge blocks padded by repetition)."""
     if factors == (1, 1, 1):
         return np.asarray(array, np.float32)
     pad = [(0, (-n) % f) for n, f in zip(array.shape, factors)]
@@ -74,7 +75,30 @@ def _block_mean(array: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
     shape = []
     for n, f in zip(padded.shape, factors):
         shape += [n // f, f]
+    cells = int(np.prod(factors))
+    if padded.dtype.kind in "biu" and padded.itemsize <= 2 and 2**16 * cells < 2**24:
+        # Integer CTs (and masks): integer block sums are several times faster than numpy's float32 mean,
+        # and give exactly its numbers: every partial sum is an integer below 2**24, so the float32
+        # summation was exact too, and one correctly rounded division gives the same float32.
+        return _block_sums(padded, factors).astype(np.float32) / np.float32(cells)
     return padded.reshape(shape).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _block_sums(array: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """int32 sums over factor-sized blocks (shape divisible by ``factors``), one axis at a time with
+    strided adds: contiguous runs instead of a strided 6-D reduction."""
+    out = array
+    for axis, factor in enumerate(factors):
+        if factor == 1:
+            continue
+        index = [slice(None)] * out.ndim
+        index[axis] = slice(0, None, factor)
+        total = out[tuple(index)].astype(np.int32)
+        for offset in range(1, factor):
+            index[axis] = slice(offset, None, factor)
+            total += out[tuple(index)]
+        out = total
+    return out.astype(np.int32, copy=False)
 
 
 def _lungs_low_resolution(hu: np.ndarray, grid: Volume) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +131,18 @@ def _body_centre_x(hu: np.ndarray, grid: Volume) -> float:
 
 
 def _close_each_lung(labels: np.ndarray, spacing) -> np.ndarray:
-    """In-plane closing per lung; a voxel claimed by both lungs stays with its original owner."""
+    """In-plane closing per lung; a voxel claimed by both lungs stays with its original owner.
+
+    Neither the closing nor the hole filling reaches outside the lungs' bounding box: the work stays in it.
+    """
+    out = labels.copy()
+    if out.any():
+        box = bounding_box(labels > 0)
+        out[box] = _close_each_lung_in_box(labels[box], spacing)
+    return out
+
+
+def _close_each_lung_in_box(labels: np.ndarray, spacing) -> np.ndarray:
     structure = _ball(NODULE_CLOSING_MM, spacing, planar_axis=0)
     pad = [(s // 2, s // 2) for s in structure.shape]
     crop = tuple(slice(p, n + p) for (p, _), n in zip(pad, labels.shape))
@@ -186,23 +221,26 @@ def _to_full_resolution(low_labels: np.ndarray, airway: np.ndarray, hu: np.ndarr
     """
     if factors == (1, 1, 1):
         return low_labels
-    shape = hu.shape
+    lung = low_labels > 0
+    out = np.zeros(hu.shape, np.uint8)
+    if not lung.any():
+        return out
+    # Only the box of the lungs grown by two cells can be labelled (the band reaches one cell out), and the
+    # second cell keeps a background margin for the hole filling: the full-resolution work stays in there.
+    low_box = bounding_box(lung, 2)
+    box = tuple(slice(b.start * f, min(b.stop * f, n)) for b, f, n in zip(low_box, factors, hu.shape))
+    box_shape = tuple(b.stop - b.start for b in box)
 
     def up(array: np.ndarray) -> np.ndarray:
-        out = array
-        for axis, f in enumerate(factors):
-            if f > 1:
-                out = np.repeat(out, f, axis=axis)
-        return out[: shape[0], : shape[1], : shape[2]]
+        return _upsample(array, factors, box_shape)
 
-    lung = low_labels > 0
-    core = up(ndimage.binary_erosion(lung))
-    band = up(ndimage.binary_dilation(lung) & ~airway) & ~core
+    core = up(ndimage.binary_erosion(lung)[low_box])
+    band = up((ndimage.binary_dilation(lung) & ~airway)[low_box]) & ~core
     full = core
-    full |= band & (hu < AIR_THRESHOLD_HU)
+    full |= band & (hu[box] < AIR_THRESHOLD_HU)
     full = fill_holes(full, axis=0)
-    owner = up(_nearest_label(low_labels) if lung.any() else low_labels)
-    return np.where(full, owner, 0).astype(np.uint8)
+    out[box] = np.where(full, up(_nearest_label(low_labels[low_box])), 0)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -306,7 +344,7 @@ def classical_infection(
     This is a baseline, not a diagnostic tool: it does not separate infection from atelectasis, effusion,
     scars, dependent density in expiration or motion artefacts, and vessels thicker than ~13 mm (hilum)
     can read as consolidation. Healthy CTChest4 (10 mm slices): ~25 mL with classical lungs; see
-    benchmarks/bench_classical_infection.py for all measurements.
+    benchmarks/bench_infection.py (--model threshold) for all measurements.
     """
     volume = _in_hu(volume)
     lungs = np.asarray(lungs) > 0
@@ -316,20 +354,25 @@ def classical_infection(
     if not lungs.any():
         return out
     # work inside the lungs' bounding box: most of a CT is not lung
-    box = ndimage.find_objects(lungs.astype(np.uint8))[0]
+    box = bounding_box(lungs)
     lungs_box = lungs[box]
     array = volume.array[box]
-    hu = np.asarray(array, np.float32)
     if volume.intensity == "display":
         hu = display_to_hu(array)
         hu += DISPLAY_AERATED_HU - np.percentile(hu[lungs_box], 10)
+        lung_hu = np.where(lungs_box, hu, -1000.0)
+    elif array.dtype == np.int16:  # the usual CT: stay in int16 (same numbers, no float32 copy of the box)
+        lung_hu = np.where(lungs_box, array, np.int16(-1000))
+    else:
+        lung_hu = np.where(lungs_box, np.asarray(array, np.float32), -1000.0)
     spacing = _infection_spacing(volume, lungs)
     factors = tuple(max(1, int(round(t / s))) for t, s in zip(INFECTION_SPACING_MM, spacing))
     if volume.is_2d or volume.shape[0] == 1:
         factors = (1,) + factors[1:]
     low_spacing = tuple(s * f for s, f in zip(spacing, factors))
     low_lungs = _block_mean(lungs_box, factors) >= 0.5
-    low_hu = _block_mean(np.where(lungs_box, hu, -1000.0), factors)
+    low_hu = _block_mean(lung_hu, factors)
+    del lung_hu
     display = volume.intensity == "display"
     low_labels = _infection_low_resolution(
         low_hu, low_lungs, low_spacing, ggo_hu, consolidation_hu, min_volume_ml,
@@ -362,7 +405,7 @@ def _infection_low_resolution(
     radius = max(opening_mm, 1.01 * max(spacing[1:]))
     ball = _ball(radius, spacing, planar_axis=0 if spacing[0] > radius else None)
     # outside the lungs counts as air: the chest wall must not lend its density to the rim of the lung
-    opened = ndimage.grey_opening(np.where(lungs, hu, -1000.0), footprint=ball)
+    opened = _grey_opening(np.where(lungs, hu, -1000.0), ball)
     opened = np.where(lungs, opened, -1000.0)
     interior = _lung_interior(lungs, spacing)
     values = hu[interior] if interior.any() else hu[lungs]
@@ -394,6 +437,49 @@ def _infection_low_resolution(
     return labels
 
 
+def _grey_opening(image: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """``ndimage.grey_opening(image, footprint=footprint)`` for a symmetric convex footprint (a ball), faster.
+
+    The ball is a stack of x-rows ``[-w, w]``: a min (max) over it is the min (max) over its rows of a 1D
+    running min (max) of width ``2w + 1`` shifted by the row's (z, y) offset. That is the same set of values
+    as scipy's footprint filter (same 'reflect' border), so the result is identical, at a few operations per
+    voxel instead of one per footprint voxel.
+    """
+    half = [n // 2 for n in footprint.shape]
+    rows = _footprint_rows(footprint)
+    if rows is None or any(h > n for h, n in zip(half, image.shape)):
+        return ndimage.grey_opening(image, footprint=footprint)
+    eroded = _ball_filter(image, rows, half, np.minimum, ndimage.minimum_filter1d)
+    return _ball_filter(eroded, rows, half, np.maximum, ndimage.maximum_filter1d)
+
+
+def _footprint_rows(footprint: np.ndarray) -> list[tuple[int, int, int]] | None:
+    """(dz, dy, w) of every x-row of a centred footprint, or None when a row is not one centred run."""
+    half_x = footprint.shape[2] // 2
+    rows = []
+    for (z, y), row in np.ndenumerate(footprint.any(axis=2)):
+        if not row:
+            continue
+        present = np.flatnonzero(footprint[z, y]) - half_x
+        w = int(present.max())
+        if present.min() != -w or present.size != 2 * w + 1:
+            return None
+        rows.append((z - footprint.shape[0] // 2, y - footprint.shape[1] // 2, w))
+    return rows
+
+
+def _ball_filter(image, rows, half, combine, running_filter) -> np.ndarray:
+    hz, hy, hx = half
+    padded = np.pad(image, [(hz, hz), (hy, hy), (hx, hx)], mode="symmetric")  # = scipy's 'reflect'
+    runs = {w: running_filter(padded, 2 * w + 1, axis=2) for w in {w for _, _, w in rows}}
+    nz, ny, nx = image.shape
+    out = None
+    for dz, dy, w in rows:
+        part = runs[w][hz + dz: hz + dz + nz, hy + dy: hy + dy + ny, hx: hx + nx]
+        out = part.copy() if out is None else combine(out, part, out=out)
+    return out
+
+
 def _lung_interior(lungs: np.ndarray, spacing) -> np.ndarray:
     """Lungs minus the in-plane boundary margin and minus slices next to a non-lung voxel along z."""
     half = [max(1, int(round(BOUNDARY_MARGIN_MM / s))) for s in spacing[1:]]
@@ -417,8 +503,7 @@ def _patches(seeds, allowed, opened, min_mean_hu, voxel_ml, min_volume_ml) -> np
 
 
 def _upsample(low: np.ndarray, factors, shape) -> np.ndarray:
-    out = low
-    for axis, f in enumerate(factors):
-        if f > 1:
-            out = np.repeat(out, f, axis=axis)
-    return out[: shape[0], : shape[1], : shape[2]]
+    """Each low-resolution cell repeated over its factor-sized block, cut to ``shape`` (one copy)."""
+    (nz, ny, nx), (fz, fy, fx) = low.shape, factors
+    blocks = np.broadcast_to(low[:, None, :, None, :, None], (nz, fz, ny, fy, nx, fx))
+    return blocks.reshape(nz * fz, ny * fy, nx * fx)[: shape[0], : shape[1], : shape[2]]

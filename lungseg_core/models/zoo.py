@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,29 @@ def load_state_dict(card: dict[str, Any]) -> dict:
             f"Weights of model '{card['name']}' fail the SHA-256 check (card {card['sha256'][:12]}..., file {actual[:12]}...)",
             "the file is corrupt or was replaced: reinstall the model or re-export it with its card",
         )
+    try:
+        state = _read_weights(path)
+    except Exception as exc:  # safetensors, zip, unpickling and torch errors have no common base class
+        reason = " ".join(str(exc).split())[:160] or exc.__class__.__name__
+        if isinstance(exc, pickle.UnpicklingError):
+            raise ModelError(
+                f"Weights file '{path.name}' of model '{card['name']}' holds objects other than tensors, which "
+                f"weights-only loading refuses (they could run code) ({reason})",
+                "use weights from a trusted source, saved as .safetensors (`lungseg train` writes them)",
+            ) from None
+        raise ModelError(
+            f"Weights file '{path.name}' of model '{card['name']}' cannot be read: it is corrupt or not a "
+            f"weights file ({reason})",
+            "reinstall the model or re-export it (a .safetensors file with its card)",
+        ) from None
+    if not isinstance(state, dict):
+        raise ModelError(f"Weights file '{path.name}' of model '{card['name']}' holds no state dict",
+                         "save the model's state_dict() (or use `lungseg train`, which writes .safetensors)")
+    return state
+
+
+def _read_weights(path: Path) -> Any:
+    """A state dict from .safetensors, or from a torch checkpoint without executing any pickled code."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -156,7 +180,8 @@ def load_card(card: dict[str, Any], task: str, device: Any = "cpu") -> LoadedMod
     try:
         network.load_state_dict(load_state_dict(card))
     except RuntimeError as exc:
-        raise ModelError(f"Weights of '{card['name']}' do not fit architecture '{card['architecture']}' ({str(exc)[:160]})",
+        reason = " ".join(str(exc).split())[:200]  # torch lists every key on many lines: keep one line
+        raise ModelError(f"Weights of '{card['name']}' do not fit architecture '{card['architecture']}' ({reason})",
                          "the card and the weights file do not belong together: re-export the model") from None
     network.to(device).eval()
     return LoadedModel(network, card, device)

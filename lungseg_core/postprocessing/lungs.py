@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from lungseg_core.io.volume import Volume, patient_left_score
 from lungseg_core.labels import LEFT_LUNG, RIGHT_LUNG
+from lungseg_core.preprocessing.cropping import bounding_box
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,20 @@ def fill_holes(mask: np.ndarray, axis: int | None = None) -> np.ndarray:
 
     ``axis=None`` fills in 3D; an integer fills every 2D plane normal to that axis (border = plane edges).
     Implemented with one labelling pass, which is much faster than scipy's iterative fill on CT volumes.
+    Only the mask's bounding box plus one background voxel is labelled: everything outside the box is
+    background reaching the border, and a region inside touches the box edge exactly when it reaches the
+    array border, so the result is the same as on the whole array (the lungs are a fraction of a CT).
     """
     mask = np.asarray(mask, bool)
+    if not mask.any():
+        return mask.copy()
+    box = bounding_box(mask, 1)
+    out = mask.copy()
+    out[box] = _fill_holes_everywhere(mask[box], axis)
+    return out
+
+
+def _fill_holes_everywhere(mask: np.ndarray, axis: int | None) -> np.ndarray:
     structure = ndimage.generate_binary_structure(3, 1) if axis is None else _slice_structure(axis)
     background, _ = ndimage.label(~mask, structure)
     faces = [ax for ax in range(3) if ax != axis]
@@ -116,11 +129,10 @@ def _ball(radius_mm: float, spacing_zyx: tuple[float, float, float], planar_axis
 # ----------------------------------------------------------------------------------------------------------
 # left / right split
 # ----------------------------------------------------------------------------------------------------------
-def _two_seeds(mask: np.ndarray, spacing_zyx, max_depth_mm: float) -> np.ndarray | None:
-    """Erode (via one distance map) until two big components appear; returns their labels 1/2 or None."""
+def _two_seeds(mask: np.ndarray, distance: np.ndarray, spacing_zyx, max_depth_mm: float) -> np.ndarray | None:
+    """Erode (thresholds on the distance map) until two big components appear; their labels 1/2 or None."""
     if mask.sum() == 0:
         return None
-    distance = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
     step = max(min(spacing_zyx), 0.5)
     depth = 0.0
     while depth <= max_depth_mm:
@@ -140,12 +152,64 @@ def _two_seeds(mask: np.ndarray, spacing_zyx, max_depth_mm: float) -> np.ndarray
     return None
 
 
-def _assign_to_seeds(mask: np.ndarray, seeds: np.ndarray, spacing_zyx) -> np.ndarray:
-    """Give each mask voxel the seed label reached through the mask at the deepest 'neck' (watershed)."""
+def _assign_to_seeds(mask: np.ndarray, seeds: np.ndarray, spacing_zyx, distance: np.ndarray | None = None) -> np.ndarray:
+    """Give each mask voxel the seed label reached through the mask at the deepest 'neck' (watershed on
+    the negated distance map; ``distance`` is that map when the caller already has it).
+
+    Only unseeded regions that touch seeds of more than one label need the watershed: a region touching
+    one label can only be flooded from it (and one touching none stays 0), so those are assigned directly.
+    The watershed and its full-resolution distance map, the slow part for network outputs that are
+    already labelled right/left, run only when some region is contested, and then exactly as before.
+    """
     from skimage.segmentation import watershed
 
-    distance = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    seeds = np.where(mask, seeds, 0).astype(np.uint8)
+    free = mask & (seeds == 0)
+    regions, count = ndimage.label(free)  # face connectivity, as the watershed's default neighbourhood
+    if count == 0:
+        return seeds
+    touched = _seed_labels_touched(regions, count, seeds)
+    if (touched.sum(axis=1) <= 1).all():
+        owner = np.argmax(touched, axis=1).astype(np.uint8)  # 0 for a region touching no seed
+        owner[0] = 0
+        return np.where(free, owner[regions], seeds)
+    if distance is None:
+        distance = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
     return watershed(-distance, seeds, mask=mask).astype(np.uint8)
+
+
+def _seed_labels_touched(regions: np.ndarray, count: int, seeds: np.ndarray) -> np.ndarray:
+    """touched[region, label]: does the region share a face with a seed voxel of that label?"""
+    touched = np.zeros((count + 1, int(seeds.max()) + 1), bool)
+    for axis in range(regions.ndim):
+        low = [slice(None)] * regions.ndim
+        high = [slice(None)] * regions.ndim
+        low[axis], high[axis] = slice(None, -1), slice(1, None)
+        for a, b in ((tuple(low), tuple(high)), (tuple(high), tuple(low))):
+            region, seed = regions[a], seeds[b]
+            pair = (region > 0) & (seed > 0)
+            touched[region[pair], seed[pair]] = True
+    touched[:, 0] = False
+    return touched
+
+
+def _two_parts(mask: np.ndarray, spacing_zyx, max_depth_mm: float) -> np.ndarray | None:
+    """The mask split into parts 1 and 2 (sides not decided yet), or None when it is one lung."""
+    labels, count = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())[1:]
+    order = np.argsort(sizes)[::-1]
+    distance = None
+    if count >= 2 and sizes[order[1]] >= MIN_SECOND_LUNG_FRACTION * sizes[order[0]]:
+        # already apart: grow the two big components over the small pieces
+        seeds = np.zeros(mask.shape, np.uint8)
+        seeds[labels == order[0] + 1] = 1
+        seeds[labels == order[1] + 1] = 2
+    else:
+        distance = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+        seeds = _two_seeds(mask, distance, spacing_zyx, max_depth_mm)
+    if seeds is None:
+        return None
+    return _assign_to_seeds(mask, seeds, spacing_zyx, distance)
 
 
 def _display_layout_transposed(volume: Volume, parts: np.ndarray) -> bool:
@@ -184,21 +248,13 @@ def split_left_right(
     out = np.zeros(mask.shape, np.uint8)
     if not mask.any():
         return out
-    spacing_zyx = tuple(volume.spacing[::-1])
-    labels, count = ndimage.label(mask)
-    sizes = np.bincount(labels.ravel())[1:]
-    order = np.argsort(sizes)[::-1]
-    if count >= 2 and sizes[order[1]] >= MIN_SECOND_LUNG_FRACTION * sizes[order[0]]:
-        # already apart: grow the two big components over the small pieces
-        seeds = np.zeros(mask.shape, np.uint8)
-        seeds[labels == order[0] + 1] = 1
-        seeds[labels == order[1] + 1] = 2
-    else:
-        seeds = _two_seeds(mask, spacing_zyx, max_depth_mm)
-    if seeds is None:
+    box = bounding_box(mask, 1)  # the work happens in the lungs' box (a fraction of the CT), same result
+    parts_in_box = _two_parts(mask[box], tuple(volume.spacing[::-1]), max_depth_mm)
+    if parts_in_box is None:
         out[mask] = _side_of_single(volume, mask, body_centre_x)
         return out
-    parts = _assign_to_seeds(mask, seeds, spacing_zyx)
+    parts = np.zeros(mask.shape, np.uint8)
+    parts[box] = parts_in_box
     if _display_layout_transposed(volume, parts):
         first_is_right = np.argwhere(parts == 1)[:, 1].mean() < np.argwhere(parts == 2)[:, 1].mean()
     else:
@@ -218,9 +274,10 @@ def select_lung_components(mask: np.ndarray, volume: Volume) -> np.ndarray:
     largest one's centre: bowel / stomach gas lies under the diaphragm, below the middle of the lungs.
     """
     mask = np.asarray(mask) > 0
-    labels, count = ndimage.label(mask)
-    if count == 0:
+    if not mask.any():
         return mask
+    box = bounding_box(mask)  # labelling the box numbers components as on the whole array, in less time
+    labels, count = ndimage.label(mask[box])
     sizes = np.bincount(labels.ravel())[1:]
     order = np.argsort(sizes)[::-1]
     keep = [order[0] + 1]
@@ -237,7 +294,9 @@ def select_lung_components(mask: np.ndarray, volume: Volume) -> np.ndarray:
                 continue
         keep.append(index + 1)
         break
-    return np.isin(labels, keep)
+    out = np.zeros(mask.shape, bool)
+    out[box] = np.isin(labels, keep)
+    return out
 
 
 def clean_lungs(labels_or_mask: np.ndarray, volume: Volume, closing_mm: float = 0.0) -> np.ndarray:
@@ -255,17 +314,20 @@ def clean_lungs(labels_or_mask: np.ndarray, volume: Volume, closing_mm: float = 
     mask = fill_holes(mask)
     if closing_mm > 0:
         mask = _close(mask, volume, closing_mm, axial)
-    has_both = np.isin([RIGHT_LUNG, LEFT_LUNG], np.unique(labels_or_mask)).all()
-    if not has_both or volume.is_2d and volume.metadata.get("spacing_known", True) is False:
+    has_both = all(np.any(labels_or_mask == value) for value in (RIGHT_LUNG, LEFT_LUNG))
+    if not has_both or not mask.any() or volume.is_2d and volume.metadata.get("spacing_known", True) is False:
         return split_left_right(mask, volume)
-    seeds = np.zeros(mask.shape, np.uint8)
+    box = bounding_box(mask, 1)  # seeds and watershed in the lungs' box: a fraction of the CT, same result
+    mask_in_box, labels_in_box = mask[box], labels_or_mask[box]
+    seeds = np.zeros(mask_in_box.shape, np.uint8)
     for value in (RIGHT_LUNG, LEFT_LUNG):
-        part, n = ndimage.label((labels_or_mask == value) & mask)
+        part, n = ndimage.label((labels_in_box == value) & mask_in_box)
         if n:
             seeds[part == np.argmax(np.bincount(part.ravel())[1:]) + 1] = value
     if not (seeds == RIGHT_LUNG).any() or not (seeds == LEFT_LUNG).any():
         return split_left_right(mask, volume)
-    parts = _assign_to_seeds(mask, seeds, tuple(volume.spacing[::-1]))
+    parts = np.zeros(mask.shape, np.uint8)
+    parts[box] = _assign_to_seeds(mask_in_box, seeds, tuple(volume.spacing[::-1]))
     if patient_left_score(volume, parts == RIGHT_LUNG) > patient_left_score(volume, parts == LEFT_LUNG):
         log.warning("lung labels were on the wrong patient sides; swapped them")
         parts = np.where(parts > 0, 3 - parts, 0).astype(np.uint8)

@@ -203,8 +203,9 @@ def _legend(ax, lungs, infection) -> None:
     for task, labels in (("lungs", lungs), ("infection", infection)):
         if labels is None:
             continue
-        present = set(np.unique(labels).tolist())
-        handles += [Patch(facecolor=s.color, edgecolor="none", label=s.name) for s in segments_for(task) if s.label in present]
+        # one comparison per segment instead of np.unique's hash of the whole volume
+        handles += [Patch(facecolor=s.color, edgecolor="none", label=s.name) for s in segments_for(task)
+                    if np.any(labels == s.label)]
     if handles:
         legend = ax.legend(handles=handles, loc="upper left", frameon=False, fontsize=10, labelcolor=FOREGROUND,
                            handlelength=2.5, handleheight=1.5)

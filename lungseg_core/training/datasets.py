@@ -21,7 +21,7 @@ import csv
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 import numpy as np
@@ -128,13 +128,29 @@ def _labels_array(path: Path) -> np.ndarray:
     return np.rint(read_labelmap(path).array).astype(np.int32)
 
 
+def _parts_inside_root(name: str) -> tuple[str, ...]:
+    """The parts of a metadata path that can only name something below the dataset root.
+
+    Released metadata holds stale absolute paths (``/kaggle/input/.../x.nii``), so only tails of a path are
+    ever tried: the anchor (``/``, ``C:\\``) and everything up to the last ``..`` are dropped. A path of a
+    metadata file can therefore never escape the dataset root, whatever it says.
+    """
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    parts = tuple(p for p in parts if p not in ("/", ".") and not (len(p) == 2 and p[1] == ":"))
+    if ".." in parts:
+        parts = parts[len(parts) - parts[::-1].index(".."):]
+    if not parts:
+        raise InputError(f"Metadata path '{name}' names no file", "give file paths relative to the dataset folder")
+    return parts
+
+
 def _find_file(root: Path, name: str) -> Path:
     """The file ``name`` of a metadata row below ``root`` (the released metadata paths are stale).
 
     The longest tail of the path that exists under ``root`` wins (``lung_mask/x.nii`` before ``x.nii``):
     the CT and its masks share one file name in different folders.
     """
-    parts = Path(name.replace("\\", "/")).parts
+    parts = _parts_inside_root(name)
     for k in range(len(parts), 0, -1):
         candidate = root.joinpath(*parts[-k:])
         if candidate.is_file():

@@ -202,7 +202,7 @@ class _Entry:
     host: bool  # a lungs-labelled lesion host in an infection config
 
 
-def _open_sources(config, say) -> tuple[list[_Entry], list[str], list[str]]:
+def open_sources(config, say) -> tuple[list[_Entry], list[str], list[str]]:
     from lungseg_core.training.datasets import open_dataset
 
     entries, descriptions, notes = [], [], []
@@ -299,7 +299,7 @@ def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: 
 
 def build_training_data(config, say=lambda _msg: None) -> TrainingData:
     """Read every data source of ``config``, split by patient, and build the train/validation stacks."""
-    entries, descriptions, notes = _open_sources(config, say)
+    entries, descriptions, notes = open_sources(config, say)
     train_entries, val_entries, note = split_entries(entries, config)
     if note:
         notes.append(note)

@@ -158,6 +158,9 @@ def test_batch_with_one_bad_case_finishes_the_others(tmp_path, capsys, phantom):
 def test_existing_results_need_overwrite(tmp_path, capsys, phantom):
     path = _write_ct(tmp_path / "c.nii.gz", phantom.ct.array, spacing=phantom.ct.spacing)
     assert run_cli(capsys, "segment", path, "-o", tmp_path / "o", "--model", "threshold", "--task", "lungs", "-q")[0] == 0
+    status, out, _ = run_cli(capsys, "segment", path, "-o", tmp_path / "o", "--model", "threshold", "--task", "lungs")
+    assert status == 0 and "skipped" in out  # a finished case is not redone (resuming a batch)
+    (tmp_path / "o" / "c.seg.nrrd").unlink()  # only part of the case is left: never replaced silently
     status, _, err = run_cli(capsys, "segment", path, "-o", tmp_path / "o", "--model", "threshold", "--task", "lungs", "-q")
     assert status == 1 and "--overwrite" in err
     status, _, _ = run_cli(capsys, "segment", path, "-o", tmp_path / "o", "--model", "threshold", "--task", "lungs",

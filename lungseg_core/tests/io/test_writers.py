@@ -47,3 +47,26 @@ def test_atomic_group_leaves_nothing_on_error(tmp_path, phantom):
             raise RuntimeError("crash mid-case")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]
     assert (tmp_path / "keep.json").read_text() == "old"
+
+
+def test_atomic_outputs_get_the_users_normal_file_mode(tmp_path):
+    import os
+    import stat
+
+    from lungseg_core.io.atomic import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "result.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600: colleagues must read results
+
+
+def test_seg_nrrd_single_layer_round_trip(tmp_path, phantom):
+    """One task gives a 3D (not 4D) segmentation whose voxels read back unchanged."""
+    import slicerio
+
+    path = write_segmentation(tmp_path / "x.seg.nrrd", phantom.ct, {"lungs": phantom.lungs})
+    assert np.asarray(slicerio.read_segmentation(str(path))["voxels"]).ndim == 3
+    np.testing.assert_array_equal(read_labelmap(path, "lungs").array, phantom.lungs)

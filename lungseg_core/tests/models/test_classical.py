@@ -239,3 +239,33 @@ def test_classical_infection_lidc_healthy_and_inserted_ggo():
     assert _infection_ml(classical_infection(volume, lungs), volume) < 0.01 * lung_ml
     ct, truth = insert_lesions(volume, lungs, LesionSpec(count=(2, 3), kinds=("ggo",)), seed=2)
     assert dice(classical_infection(ct, lungs) == 1, truth == 1) > 0.6
+
+
+# ----------------------------------------------------------------------------------------------------------
+# fast building blocks: the same numbers as the plain numpy / scipy operations they replace
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8, bool, np.float32])
+def test_block_mean_equals_numpy_float32_mean(dtype):
+    from lungseg_core.models.classical import _block_mean
+
+    rng = np.random.default_rng(3)
+    for shape, factors in (((7, 11, 13), (2, 3, 3)), ((4, 9, 9), (1, 2, 4)), ((5, 6, 6), (3, 1, 1))):
+        values = rng.integers(-3024, 3072, shape) if dtype in (np.int16, np.float32) else rng.integers(0, 256, shape)
+        array = (values > 128) if dtype is bool else values.astype(dtype)
+        padded = np.pad(array, [(0, (-n) % f) for n, f in zip(shape, factors)], mode="edge")
+        blocks = padded.reshape([d for n, f in zip(padded.shape, factors) for d in (n // f, f)])
+        expected = blocks.mean(axis=(1, 3, 5), dtype=np.float32)
+        result = _block_mean(array, factors)
+        assert result.dtype == np.float32
+        np.testing.assert_array_equal(result, expected)
+
+
+def test_grey_opening_with_a_ball_equals_scipy():
+    from lungseg_core.models.classical import _grey_opening
+    from lungseg_core.postprocessing.lungs import _ball
+
+    rng = np.random.default_rng(4)
+    for radius, spacing, planar in ((6.5, (2.5, 1.4, 1.4), None), (6.5, (10.0, 1.5, 1.5), 0), (3.0, (1.0, 2.0, 1.5), None)):
+        ball = _ball(radius, spacing, planar_axis=planar)
+        image = np.round(rng.normal(-700, 250, (12, 24, 20))).astype(np.float32)
+        np.testing.assert_array_equal(_grey_opening(image, ball), ndimage.grey_opening(image, footprint=ball))

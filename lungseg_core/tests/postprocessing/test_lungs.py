@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from lungseg_core.io.volume import Volume
 from lungseg_core.postprocessing import clean_lungs, fill_holes, remove_small_components, split_left_right
@@ -107,3 +108,32 @@ def test_flip_axes_keeps_patient_sides():
     phantom = make_chest_phantom(shape=(8, 20, 24), ggo=False, consolidation=False)
     flipped = flip_axes(phantom.ct, (True, False, False))
     assert np.allclose(flipped.zyx_to_lps(np.array([[0, 0, 23]])), phantom.ct.zyx_to_lps(np.array([[0, 0, 0]])))
+
+
+def test_fill_holes_equals_labelling_the_whole_array():
+    """fill_holes works in the mask's box; the answer is the same as scipy's on the whole array."""
+    rng = np.random.default_rng(5)
+    mask = np.zeros((10, 30, 30), bool)
+    mask[2:8, 5:20, 8:25] = rng.random((6, 15, 17)) > 0.3
+    for z in range(mask.shape[0]):
+        np.testing.assert_array_equal(fill_holes(mask, axis=0)[z], ndimage.binary_fill_holes(mask[z]))
+    np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+    assert not fill_holes(np.zeros((3, 4, 5), bool)).any()
+
+
+@pytest.mark.parametrize("gap", [0, 3])
+def test_assign_to_seeds_equals_the_watershed(gap):
+    """Regions touching one seed label are assigned directly; the answer is still the watershed's."""
+    from skimage.segmentation import watershed
+
+    from lungseg_core.postprocessing.lungs import _assign_to_seeds
+
+    phantom = make_chest_phantom(shape=(24, 48, 48), touching_lungs=True, ggo=False, consolidation=False)
+    mask = phantom.lungs > 0
+    spacing = tuple(phantom.ct.spacing[::-1])
+    # gap 0: seeds are the labels minus holes (each hole touches one label); gap 3: cores of eroded lungs,
+    # so the shell between them touches both labels and the watershed decides
+    seeds = np.where(ndimage.binary_erosion(mask, iterations=gap) if gap else mask, phantom.lungs, 0).astype(np.uint8)
+    seeds[seeds > 0] *= (np.random.default_rng(6).random(int((seeds > 0).sum())) > 0.05)
+    expected = watershed(-ndimage.distance_transform_edt(mask, sampling=spacing), seeds, mask=mask)
+    np.testing.assert_array_equal(_assign_to_seeds(mask, seeds, spacing), expected)

@@ -1,0 +1,102 @@
+"""Lung-model accuracy on the checks of the model card: real labels, inserted consolidation, airway and gas.
+
+    python benchmarks/accuracy_lungs.py --model threshold --model lungsegai-lungs [--lesion-seeds 5] [--json OUT]
+
+1. CTChest4 (slicerio's real chest CT with expert right/left lung labels; never used for training):
+   Dice per lung.
+2. CTChest4 with synthetic lesions inserted into its lungs (mostly consolidation, which thresholding misses;
+   the lung labels do not change): Dice per lung, mean and minimum over ``--lesion-seeds`` random seeds.
+3. LIDC-IDRI-0002 (skipped when ../shared/data is absent): lung voxels the model puts more than 5 mm from
+   the classical pseudo-label (whose pictures were checked: trachea, bronchi and bowel gas are outside it),
+   and how many of those are air (HU < -900): trachea, main bronchi or bowel gas labelled as lung.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lungseg_core.inference.segmenter import Segmenter
+from lungseg_core.io import read_labelmap, read_volume
+from lungseg_core.labels import LEFT_LUNG, RIGHT_LUNG
+from lungseg_core.metrics.overlap import dice
+from lungseg_core.synthetic.lesions import LesionSpec, insert_lesions
+
+LIDC_0002 = Path(__file__).resolve().parents[2] / "shared" / "data" / "lidc" / "LIDC-IDRI-0002.nii.gz"
+# Consolidation-heavy lesions: the hard case for thresholding (dense lung looks like soft tissue).
+STRESS_LESIONS = LesionSpec(count=(3, 6), kinds=("consolidation", "consolidation", "ggo"), diameter_mm=(30.0, 70.0))
+FAR_MM = 5.0
+AIR_HU = -900
+
+
+def per_lung_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    return {"right": dice(pred == RIGHT_LUNG, ref == RIGHT_LUNG), "left": dice(pred == LEFT_LUNG, ref == LEFT_LUNG)}
+
+
+def ctchest4_checks(segmenter: Segmenter, seeds: int) -> dict:
+    import slicerio
+
+    ct = read_volume(slicerio.get_testdata_file("CTChest4.nrrd"))
+    ref = read_labelmap(slicerio.get_testdata_file("Segmentation.seg.nrrd"), "lungs").array
+    started = time.perf_counter()
+    result = {"ctchest4": per_lung_dice(segmenter.predict(ct), ref),
+              "ctchest4_seconds": round(time.perf_counter() - started, 2)}
+    stressed = []
+    for seed in range(seeds):
+        lesioned, infection = insert_lesions(ct, ref, STRESS_LESIONS, seed=1000 + seed)
+        scores = per_lung_dice(segmenter.predict(lesioned), ref)
+        scores["lesion_ml"] = float((infection > 0).sum() * np.prod(ct.spacing) / 1000)
+        stressed.append(scores)
+    result["ctchest4_lesions"] = {
+        side: {"mean": float(np.mean([s[side] for s in stressed])), "min": float(np.min([s[side] for s in stressed]))}
+        for side in ("right", "left")
+    }
+    result["ctchest4_lesions"]["lesion_ml_mean"] = float(np.mean([s["lesion_ml"] for s in stressed]))
+    return result
+
+
+def lidc_checks(segmenter: Segmenter, pseudo: np.ndarray) -> dict:
+    ct = read_volume(LIDC_0002)
+    started = time.perf_counter()
+    pred = segmenter.predict(ct)
+    seconds = time.perf_counter() - started
+    far = (pred > 0) & (ndimage.distance_transform_edt(pseudo == 0, sampling=ct.spacing[::-1]) > FAR_MM)
+    air = ct.array < AIR_HU  # trachea, bronchi outside the lungs, bowel gas, outside air
+    voxel_ml = float(np.prod(ct.spacing)) / 1000
+    return {
+        "lidc0002_dice_vs_pseudo": per_lung_dice(pred, pseudo),
+        "lidc0002_far_ml": round(far.sum() * voxel_ml, 2),
+        "lidc0002_far_air_voxels": int((far & air).sum()),
+        "lidc0002_seconds": round(seconds, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=None, help="lung model(s) to check (repeatable)")
+    parser.add_argument("--lesion-seeds", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args()
+    results = {}
+    pseudo = None
+    if LIDC_0002.exists():
+        pseudo = Segmenter("threshold", "lungs").predict(read_volume(LIDC_0002))
+    for model in args.model or ["threshold", "default"]:
+        segmenter = Segmenter(model, "lungs", device="cpu")
+        result = ctchest4_checks(segmenter, args.lesion_seeds)
+        if LIDC_0002.exists():
+            result.update(lidc_checks(segmenter, pseudo))
+        results[segmenter.name] = result
+        print(json.dumps({segmenter.name: result}, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

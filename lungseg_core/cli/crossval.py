@@ -1,0 +1,51 @@
+"""``lungseg crossval CONFIG.json --folds K [-o OUT]``: train every fold, score each on its held-out cases."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from lungseg_core.cli.train import add_common_training_arguments, command_line, load_training_config
+
+HELP = "k-fold cross-validation of a training config: train each fold, then score it on its held-out cases."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="training config (JSON)")
+    parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="folder for fold_K run folders, crossval.csv and crossval.json (default: runs/NAME-cv)")
+    add_common_training_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lungseg_core.errors import InputError
+    from lungseg_core.evaluation.crossval import fold_dir, score_fold, train_folds, write_report
+
+    if args.folds < 2:
+        raise InputError(f"--folds {args.folds} cannot cross-validate", "give --folds 2 or more")
+    config = load_training_config(args)
+    out_dir = args.output or Path("runs") / f"{config.name}-cv"
+    say = None if args.quiet else print
+
+    def command_for(fold: int) -> str:
+        return command_line(["lungseg", "train", str(args.config), "-o", str(fold_dir(out_dir, fold)),
+                             "--set", f"folds={args.folds}", "--fold", str(fold)], args)
+
+    run_dirs = train_folds(config, out_dir, args.folds, device=args.device, epochs=args.epochs,
+                           command_for=command_for, log=say)
+    rows = []
+    for fold, run_dir in enumerate(run_dirs):
+        rows += score_fold(config, run_dir, fold, args.folds, device=args.device)
+    report = write_report(rows, out_dir)
+    for label, stats in report["overall"].items():
+        if isinstance(stats, dict):
+            print(f"{label}: Dice {_fmt(stats['dice_mean'])} ± {_fmt(stats['dice_sd'])} over "
+                  f"{stats['scored_cases']} cases, pooled {_fmt(stats['dice_pooled'])}")
+    print(f"cross-validation report: {out_dir / 'crossval.json'}")
+    return 0
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"

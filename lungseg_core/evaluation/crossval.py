@@ -1,0 +1,126 @@
+"""k-fold cross-validation of a training config: train every fold, then score each fold's best model on the
+cases it never saw.
+
+The scores are computed from scratch on the held-out cases at their own resolution (not the training loop's
+resized validation slices): per case and per label Dice and IoU, plus the union of the foreground labels
+("any infection" / "lung"), which is what papers on the COVID-SemiSeg slices report. Summaries give the
+mean and standard deviation over cases (every case counts once) and the pooled Dice over all voxels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from lungseg_core.io.atomic import write_text_atomic
+from lungseg_core.io.tables import rows_to_csv_text
+from lungseg_core.metrics.overlap import confusion_counts, scores_from_counts
+
+UNION = "any"  # column suffix of the union of all foreground labels
+
+
+def fold_dir(out_dir: Path, fold: int) -> Path:
+    return Path(out_dir) / f"fold_{fold}"
+
+
+def train_folds(config, out_dir: Path, folds: int, device: str = "auto", epochs: int | None = None,
+                command_for: Callable[[int], str] = lambda _fold: "",
+                log: Callable[[str], None] | None = print) -> list[Path]:
+    """Train folds 0..folds-1 into ``OUT/fold_K``; finished folds are kept, interrupted ones resumed.
+
+    ``command_for(fold)`` gives the command line that reproduces one fold (recorded in its model card)."""
+    from lungseg_core.training.trainer import train
+
+    run_dirs = []
+    for fold in range(folds):
+        run_dir = fold_dir(out_dir, fold)
+        run_dirs.append(run_dir)
+        if (run_dir / "summary.json").exists():
+            if log:
+                log(f"fold {fold}: already trained ({run_dir}), kept")
+            continue
+        resume = (run_dir / "checkpoints" / "last.pt").exists()
+        fold_config = replace(config, folds=folds, fold=fold)
+        if log:
+            log(f"fold {fold}/{folds}: {'resuming' if resume else 'training'} in {run_dir}")
+        train(fold_config, run_dir, resume=resume, device=device, epochs=epochs,
+              command=command_for(fold), log=log)
+    return run_dirs
+
+
+def held_out_cases(config, fold: int, folds: int) -> list:
+    """The data-source entries the fold's model was validated on, by the trainer's own split."""
+    from lungseg_core.training.sampling import open_sources, split_entries
+
+    entries, _, _ = open_sources(config, lambda _msg: None)
+    _, val_entries, _ = split_entries(entries, replace(config, folds=folds, fold=fold))
+    return val_entries
+
+
+def case_scores(pred: np.ndarray, ref: np.ndarray, labels: dict[int, str]) -> dict[str, float]:
+    """Dice / IoU per label and for the union of labels (with several labels), plus the counts for pooled Dice."""
+    row: dict[str, float] = {}
+    keys = list(labels.items()) + ([(None, UNION)] if len(labels) > 1 else [])
+    for value, name in keys:
+        p, r = (pred > 0, ref > 0) if value is None else (pred == value, ref == value)
+        tp, fp, fn = confusion_counts(p, r)
+        scores = scores_from_counts(tp, fp, fn)
+        column = _column(name)
+        row[f"dice_{column}"] = scores["dice"]
+        row[f"iou_{column}"] = scores["iou"]
+        row[f"tp_{column}"], row[f"fp_{column}"], row[f"fn_{column}"] = tp, fp, fn
+    return row
+
+
+def _column(name: str) -> str:
+    return name.lower().replace(" ", "_").replace("-", "_")
+
+
+def score_fold(config, run_dir: Path, fold: int, folds: int, device: str = "cpu") -> list[dict]:
+    """One row per held-out case of a trained fold."""
+    from lungseg_core.inference.device import resolve_device
+    from lungseg_core.inference.network import predict_labels
+    from lungseg_core.models import zoo
+    from lungseg_core.training.sampling import reduce_labels
+
+    card = zoo.resolve_card(str(Path(run_dir) / "model" / f"{config.name}.json"), config.task)
+    loaded = zoo.load_card(card, config.task, resolve_device(device))
+    labels = {int(k): v for k, v in card["labels"].items() if int(k) > 0}
+    rows = []
+    for entry in held_out_cases(config, fold, folds):
+        case = entry.case.load()
+        pred = predict_labels(loaded.network, case.image, card["slice_spec"], loaded.device)
+        ref = reduce_labels(case.labels, config.task, config.num_classes)
+        rows.append({"fold": fold, "case": case.name, **case_scores(pred, ref, labels)})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean / sd over cases (NaN where a case has neither prediction nor reference), and pooled Dice."""
+    summary: dict = {"cases": len(rows), "folds": sorted({r["fold"] for r in rows})}
+    for column in [c[5:] for c in rows[0] if c.startswith("dice_")] if rows else []:
+        values = np.array([r[f"dice_{column}"] for r in rows], float)
+        values = values[~np.isnan(values)]
+        tp, fp, fn = (sum(r[f"{k}_{column}"] for r in rows) for k in ("tp", "fp", "fn"))
+        summary[column] = {
+            "dice_mean": float(values.mean()) if values.size else math.nan,
+            "dice_sd": float(values.std(ddof=1)) if values.size > 1 else math.nan,
+            "dice_pooled": scores_from_counts(tp, fp, fn)["dice"],
+            "scored_cases": int(values.size),
+        }
+    return summary
+
+
+def write_report(rows: list[dict], out_dir: Path) -> dict:
+    """``crossval.csv`` (one row per case) and ``crossval.json`` (overall and per-fold summaries)."""
+    columns = ["fold", "case"] + [c for c in rows[0] if c not in ("fold", "case")]
+    write_text_atomic(Path(out_dir) / "crossval.csv", rows_to_csv_text(rows, columns))
+    report = {"overall": summarize(rows),
+              "per_fold": {str(f): summarize([r for r in rows if r["fold"] == f]) for f in sorted({r["fold"] for r in rows})}}
+    write_text_atomic(Path(out_dir) / "crossval.json", json.dumps(report, indent=2, allow_nan=True) + "\n")
+    return report

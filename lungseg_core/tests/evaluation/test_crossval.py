@@ -1,0 +1,78 @@
+"""k-fold cross-validation: every case scored exactly once by the fold that never trained on it."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lungseg_core.cli.main import main
+from lungseg_core.evaluation.crossval import case_scores, held_out_cases, summarize
+from lungseg_core.training.config import load_config
+
+
+def _config(tmp_path, cases=4):
+    config = {
+        "name": "cv-tiny", "task": "lungs", "architecture": "unet", "num_classes": 2,
+        "architecture_kwargs": {"base_filters": 4, "depth": 2},
+        "data": [{"layout": "phantom", "options": {"cases": cases, "shape": [6, 40, 40]}}],
+        "slice_spec": {"size": 32, "context": 0}, "epochs": 1, "batch_size": 4, "max_slices_per_case": 2,
+    }
+    path = tmp_path / "cv.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_case_scores_per_label_and_union():
+    ref = np.zeros((1, 4, 4), np.uint8)
+    ref[0, :2, :2] = 1  # 4 voxels label 1
+    ref[0, 2:, 2:] = 2  # 4 voxels label 2
+    pred = ref.copy()
+    pred[0, 2:, 2:] = 1  # label 2 predicted as label 1: union perfect, per-label wrong
+    row = case_scores(pred, ref, {1: "GGO", 2: "Consolidation"})
+    assert row["dice_any"] == 1.0
+    assert row["dice_ggo"] == pytest.approx(2 * 4 / (8 + 4))
+    assert row["dice_consolidation"] == 0.0
+    assert (row["tp_consolidation"], row["fp_consolidation"], row["fn_consolidation"]) == (0, 0, 4)
+
+
+def test_summary_skips_cases_without_either_mask_and_pools_counts():
+    empty = {"fold": 0, "dice_any": math.nan, "tp_any": 0, "fp_any": 0, "fn_any": 0}
+    good = {"fold": 0, "dice_any": 1.0, "tp_any": 10, "fp_any": 0, "fn_any": 0}
+    half = {"fold": 1, "dice_any": 0.5, "tp_any": 1, "fp_any": 2, "fn_any": 0}
+    stats = summarize([empty, good, half])["any"]
+    assert stats["scored_cases"] == 2
+    assert stats["dice_mean"] == pytest.approx(0.75)
+    assert stats["dice_pooled"] == pytest.approx(2 * 11 / (2 * 11 + 2))
+
+
+def test_folds_partition_the_cases(tmp_path):
+    config = load_config(_config(tmp_path, cases=5))
+    held_out = [[e.case.name for e in held_out_cases(config, fold, 3)] for fold in range(3)]
+    names = [n for fold in held_out for n in fold]
+    assert sorted(names) == sorted(set(names)) and len(names) == 5
+    assert all(held_out)
+
+
+def test_crossval_command_trains_scores_and_keeps_finished_folds(tmp_path, capsys):
+    config = _config(tmp_path)
+    out = tmp_path / "cv"
+    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu", "--quiet"]) == 0
+    rows = (out / "crossval.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4  # header + every phantom case once
+    report = json.loads((out / "crossval.json").read_text())
+    assert report["overall"]["cases"] == 4 and set(report["per_fold"]) == {"0", "1"}
+    assert "any" not in report["overall"]  # one label: no separate union column
+    assert 0.0 <= report["overall"]["lung"]["dice_mean"] <= 1.0
+    card = json.loads((out / "fold_1" / "model" / "cv-tiny.json").read_text())
+    assert "--fold 1" in card["training"]["command"] and "folds=2" in card["training"]["command"]
+    assert "lung: Dice" in capsys.readouterr().out
+    stamp = (out / "fold_0" / "summary.json").stat().st_mtime_ns
+    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu"]) == 0
+    assert (out / "fold_0" / "summary.json").stat().st_mtime_ns == stamp
+    assert "already trained" in capsys.readouterr().out
+
+
+def test_crossval_needs_two_folds(tmp_path, capsys):
+    assert main(["crossval", str(_config(tmp_path)), "--folds", "1", "-o", str(tmp_path / "cv")]) == 2
+    assert "--folds 2 or more" in capsys.readouterr().err
