@@ -19,7 +19,7 @@ from lungseg_core.io.atomic import atomic_path, write_text_atomic
 from lungseg_core.models import zoo
 
 
-def ship(card_path: Path, metrics: dict, make_default: bool) -> Path:
+def ship(card_path: Path, metrics: dict, make_default: bool, description: str | None = None) -> Path:
     card = zoo.resolve_card(str(card_path), json.loads(card_path.read_text())["task"])
     weights = zoo.weights_path(card)
     if zoo.sha256_file(weights) != card["sha256"]:
@@ -29,6 +29,8 @@ def ship(card_path: Path, metrics: dict, make_default: bool) -> Path:
         if not {"value", "command", "data"} <= set(entry):
             sys.exit(f"metric {name} needs value, command and data")
     card["metrics"] = {**card.get("metrics", {}), **metrics}
+    if description:
+        card["description"] = description
     target = zoo.MODELS_DIR / weights.name
     with atomic_path(target) as tmp:
         shutil.copyfile(weights, tmp)
@@ -46,9 +48,10 @@ def main() -> None:
     parser.add_argument("card", type=Path)
     parser.add_argument("--metrics", type=Path, default=None)
     parser.add_argument("--default", action="store_true")
+    parser.add_argument("--description", default=None, help="replace the card's description (what the model is for)")
     args = parser.parse_args()
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
-    print(ship(args.card, metrics, args.default))
+    print(ship(args.card, metrics, args.default, args.description))
 
 
 if __name__ == "__main__":

@@ -27,10 +27,11 @@ from lungseg_core.io.volume import Volume
 TASK_CHOICES = ("lungs", "infection", "all")
 INTENSITY_CHOICES = ("auto", "display", "raw")
 RAW_CT_OFFSET = 1024  # HU = raw value - 1024 for the usual RescaleIntercept of CT scanners
-# Peak memory of segment_volume per input voxel, beyond the input array: about 56 bytes measured for the
-# classical method with task "all" (slope of peak RSS between 3.5 M and 7 M voxel phantoms), rounded up.
-# read_volume refuses a CT whose header says it would not fit (see docs/robustness.md).
-SEGMENT_BYTES_PER_VOXEL = 64
+# Peak memory of a whole `lungseg segment` case per input voxel: 9.2 bytes measured on the 512x512x600 CT
+# of benchmarks/bench_segment.py (1.45 GB peak RSS, classical method, task "all", report on), with margin
+# for networks' per-slice buffers. read_volume refuses a CT whose header says it would not fit
+# (see docs/robustness.md).
+SEGMENT_BYTES_PER_VOXEL = 16
 
 
 def apply_intensity_choice(volume: Volume, intensity: str = "auto") -> tuple[Volume, str]:

@@ -73,7 +73,7 @@ def test_fault_gives_one_line_error_and_no_partial_output(tmp_path, capsys, smal
 
 def test_too_large_for_memory_is_refused_with_the_size_needed(tmp_path, capsys, small, monkeypatch):
     path = write_image(tmp_path / "big.nii.gz", small.ct.to_sitk())
-    monkeypatch.setenv("LUNGSEG_MAX_MEMORY_GB", "0.001")  # about 1 MB: the 27 k voxel phantom needs ~1.8 MB
+    monkeypatch.setenv("LUNGSEG_MAX_MEMORY_GB", "0.0003")  # about 0.3 MB: the 27 k voxel phantom needs ~0.5 MB
     status, _, err = run_cli(capsys, "segment", path, "-o", tmp_path / "out", "--model", "threshold", "-q")
     assert status == 1
     assert "too large for this machine" in err and "48x48x12 voxels need about" in err and "GiB" in err
