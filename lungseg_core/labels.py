@@ -81,3 +81,8 @@ def segment_by_name(name: str) -> SegmentSpec:
         if spec.name.lower() == name.lower():
             return spec
     raise KeyError(name)
+
+
+def label_column(name: str) -> str:
+    """A label's name as a column suffix: "Ground-glass opacity" -> "ground_glass_opacity"."""
+    return name.lower().replace(" ", "_").replace("-", "_")

@@ -19,6 +19,7 @@ import numpy as np
 
 from lungseg_core.io.atomic import write_text_atomic
 from lungseg_core.io.tables import rows_to_csv_text
+from lungseg_core.labels import label_column
 from lungseg_core.metrics.overlap import confusion_counts, scores_from_counts
 
 UNION = "any"  # column suffix of the union of all foreground labels
@@ -70,15 +71,11 @@ def case_scores(pred: np.ndarray, ref: np.ndarray, labels: dict[int, str]) -> di
         p, r = (pred > 0, ref > 0) if value is None else (pred == value, ref == value)
         tp, fp, fn = confusion_counts(p, r)
         scores = scores_from_counts(tp, fp, fn)
-        column = _column(name)
+        column = label_column(name)
         row[f"dice_{column}"] = scores["dice"]
         row[f"iou_{column}"] = scores["iou"]
         row[f"tp_{column}"], row[f"fp_{column}"], row[f"fn_{column}"] = tp, fp, fn
     return row
-
-
-def _column(name: str) -> str:
-    return name.lower().replace(" ", "_").replace("-", "_")
 
 
 def score_fold(config, run_dir: Path, fold: int, folds: int, device: str = "cpu") -> list[dict]:

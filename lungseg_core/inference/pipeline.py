@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ from lungseg_core.errors import InputError, LungSegError, OutputError
 from lungseg_core.inference.network import Cancelled, ProgressCallback
 from lungseg_core.inference.segmenter import Segmenter
 from lungseg_core.io import AtomicGroup, case_name, read_volume, write_labelmap, write_segmentation, write_text_atomic
+from lungseg_core.io.atomic import remove_stale_temporaries
 from lungseg_core.io.tables import rows_to_csv_text
 from lungseg_core.io.volume import Volume
 
@@ -148,13 +148,14 @@ def check_outputs_free(paths: dict[str, Path], overwrite: bool) -> None:
                           "pass --overwrite to replace them, or choose another output folder")
 
 
-def check_outputs_spare_input(paths: dict[str, Path], input_path: str | Path) -> None:
-    """Never write over an input, even with --overwrite (e.g. CASE.png of a PNG slice in its own folder)."""
-    source = Path(input_path).resolve()
-    clashes = [p.name for p in paths.values() if p.resolve() == source]
-    if clashes:
-        raise OutputError(f"Output '{clashes[0]}' would replace the input '{input_path}'",
-                          "choose another output folder (-o)")
+def check_outputs_spare_inputs(targets: Iterable[Path], inputs: Iterable[str | Path]) -> None:
+    """Never write over an input, even with --overwrite (e.g. CASE.png of a PNG slice in its own folder, or
+    a batch's manifest.csv among its inputs)."""
+    sources = {Path(p).resolve(): p for p in inputs}
+    for target in targets:
+        if Path(target).resolve() in sources:
+            raise OutputError(f"Output '{Path(target).name}' would replace the input '{sources[Path(target).resolve()]}'",
+                              "choose another output folder (-o)")
 
 
 def task_labelmaps(result: SegmentationResult, task: str) -> dict[str, np.ndarray]:
@@ -245,7 +246,7 @@ def segment_case(
     """Segment one input and write its outputs together (all or none). Raises on error."""
     started = time.perf_counter()
     paths = output_paths(Path(out_dir), case_name(input_path), task, report)
-    check_outputs_spare_input(paths, input_path)
+    check_outputs_spare_inputs(paths.values(), [input_path])
     check_outputs_free(paths, overwrite)
     volume = read_volume(input_path, SEGMENT_BYTES_PER_VOXEL)
     read_seconds = time.perf_counter() - started
@@ -299,7 +300,7 @@ def segment_many(
     out_dir = Path(out_dir)
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}", "use --workers 1 (default) or more")
-    check_batch_files_spare_inputs(inputs, out_dir)
+    check_outputs_spare_inputs([out_dir / name for name in BATCH_FILES], inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[CaseOutcome | None] = [None] * len(inputs)
     todo = plan_batch(inputs, out_dir, case_options, outcomes)
@@ -359,15 +360,6 @@ def run_one_case(path: Path, out_dir: Path, progress: ProgressCallback | None, c
     return outcome
 
 
-def check_batch_files_spare_inputs(inputs: list[Path], out_dir: Path) -> None:
-    """manifest.csv and the summary must never replace an input of the batch."""
-    sources = {p.resolve() for p in inputs}
-    for name in BATCH_FILES:
-        if (out_dir / name).resolve() in sources:
-            raise OutputError(f"The batch file '{name}' would replace the input '{out_dir / name}'",
-                              "choose another output folder (-o)")
-
-
 def plan_batch(inputs: list[Path], out_dir: Path, case_options: dict[str, Any], outcomes: list[CaseOutcome | None]) -> list[int]:
     """Indices of the inputs to segment. Finished cases (skipped) and inputs whose case name an earlier
     input already has (their outputs would collide) get their outcome in ``outcomes`` now."""
@@ -387,7 +379,8 @@ def plan_batch(inputs: list[Path], out_dir: Path, case_options: dict[str, Any], 
         if document is not None:
             outcomes[index] = CaseOutcome(case, str(path), "skipped", paths, note=SKIPPED_NOTE, document=document)
         else:
-            remove_stale_temporaries(paths)
+            for target in paths.values():
+                remove_stale_temporaries(target)
             todo.append(index)
     return todo
 
@@ -406,18 +399,6 @@ def finished_case_document(paths: dict[str, Path]) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return document if isinstance(document, dict) else None
-
-
-def remove_stale_temporaries(paths: dict[str, Path]) -> None:
-    """Delete the hidden temporaries of these outputs that a killed run (kill -9, power cut) left behind.
-
-    Errors and Ctrl-C never leave any (AtomicGroup removes them); only names exactly as AtomicGroup makes
-    them for these targets (``.STEM-XXXXXXXX.SUFFIXES``, 8 random characters) are touched.
-    """
-    for target in paths.values():
-        stem, suffix = target.name.split(".")[0], "".join(target.suffixes)
-        for stale in target.parent.glob(f".{glob.escape(stem)}-{'?' * 8}{glob.escape(suffix)}"):
-            stale.unlink(missing_ok=True)
 
 
 def _with_unfinished(outcomes: list[CaseOutcome | None], inputs: list[Path]) -> list[CaseOutcome]:

@@ -6,10 +6,28 @@ A crash or an error mid-write never leaves a partial result file behind, and nev
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
+
+
+def _temporary_affixes(target: Path) -> tuple[str, str]:
+    """(prefix, suffix) of the temporaries made for ``target``: hidden, the target's stem, its full suffix."""
+    return f".{target.name.split('.')[0]}-", "".join(target.suffixes) or ".tmp"
+
+
+def remove_stale_temporaries(target: str | os.PathLike) -> None:
+    """Delete temporaries of ``target`` that a killed process (kill -9, power cut) left behind.
+
+    Errors and Ctrl-C never leave any (:class:`AtomicGroup` removes them); only names exactly as it makes
+    them for this target (prefix, 8 random characters of ``mkstemp``, suffix) are touched.
+    """
+    target = Path(target)
+    prefix, suffix = _temporary_affixes(target)
+    for stale in target.parent.glob(f"{glob.escape(prefix)}{'?' * 8}{glob.escape(suffix)}"):
+        stale.unlink(missing_ok=True)
 
 
 def _current_umask() -> int:
@@ -53,8 +71,8 @@ class AtomicGroup:
     def path(self, target: str | os.PathLike) -> Path:
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        suffix = "".join(target.suffixes) or ".tmp"
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}-", suffix=suffix, dir=target.parent)
+        prefix, suffix = _temporary_affixes(target)
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
         os.close(fd)
         # mkstemp makes 0600 files; results and models must be readable like any other file the user writes
         os.chmod(tmp_name, 0o666 & ~_current_umask())

@@ -107,20 +107,13 @@ def read_dicom_series(folder: Path, working_bytes_per_voxel: int = 0) -> Volume:
 
 
 def _check_series_memory(chosen: DicomSeries, working_bytes_per_voxel: int) -> None:
-    """The size check of :func:`lungseg_core.io.readers.check_memory`, from the first slice's header."""
-    import SimpleITK as sitk
+    """The memory check of :mod:`lungseg_core.io.readers`, from the first slice's header."""
+    from lungseg_core.io.readers import check_memory_from_header
 
-    from lungseg_core.io.readers import check_memory, pixel_bytes
-
-    header = sitk.ImageFileReader()
-    header.SetFileName(chosen.files[0])
     try:
-        header.ReadImageInformation()
+        check_memory_from_header(Path(chosen.folder), chosen.files[0], working_bytes_per_voxel, len(chosen.files))
     except RuntimeError:
         return  # the series reader below reports unreadable files
-    columns, rows = header.GetSize()[:2]
-    check_memory(Path(chosen.folder), (columns, rows, len(chosen.files)),
-                 pixel_bytes(header.GetPixelID()) * header.GetNumberOfComponents(), working_bytes_per_voxel)
 
 
 def _slice_positions(reader, count: int) -> list[np.ndarray] | None:

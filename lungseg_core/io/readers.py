@@ -74,11 +74,7 @@ def _read_volume_file(path: Path, working_bytes_per_voxel: int = 0) -> Volume:
         raise InputError(f"'{path.name}' is not a supported image type", f"give {_FORMATS_HINT}")
     try:
         _check_complete(path)
-        header = sitk.ImageFileReader()
-        header.SetFileName(str(path))
-        header.ReadImageInformation()
-        check_memory(path, header.GetSize(), pixel_bytes(header.GetPixelID()) * header.GetNumberOfComponents(),
-                     working_bytes_per_voxel)
+        check_memory_from_header(path, path, working_bytes_per_voxel)
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)
     except (RuntimeError, EOFError, OSError) as exc:
@@ -101,6 +97,20 @@ def _read_volume_file(path: Path, working_bytes_per_voxel: int = 0) -> Volume:
     if np.issubdtype(array.dtype, np.floating) and path.name.lower().endswith((".nii", ".nii.gz")):
         _check_nifti_nan(path)
     return _volume_from_sitk_array(image, array, path)
+
+
+def check_memory_from_header(shown_as: Path, header_file: str | Path, working_bytes_per_voxel: int = 0,
+                             slices: int | None = None) -> None:
+    """:func:`check_memory` from an image header without reading pixels; ``slices`` overrides the depth
+    (a DICOM series: one file's header, one slice per file). Raises RuntimeError for an unreadable header."""
+    import SimpleITK as sitk
+
+    header = sitk.ImageFileReader()
+    header.SetFileName(str(header_file))
+    header.ReadImageInformation()
+    size = header.GetSize() if slices is None else (*header.GetSize()[:2], slices)
+    check_memory(shown_as, size, pixel_bytes(header.GetPixelID()) * header.GetNumberOfComponents(),
+                 working_bytes_per_voxel)
 
 
 def pixel_bytes(pixel_id: int) -> int:

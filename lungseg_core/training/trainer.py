@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Subset
 
 from lungseg_core.errors import InputError, ModelError
 from lungseg_core.io.atomic import atomic_path, write_text_atomic
-from lungseg_core.labels import INFECTION_LABELS, LUNG_LABELS
+from lungseg_core.labels import INFECTION_LABELS, LUNG_LABELS, label_column
 from lungseg_core.training.config import TrainConfig
 from lungseg_core.training.losses import build_loss
 from lungseg_core.training.sampling import SliceDataset, TrainingData, build_training_data
@@ -401,7 +401,7 @@ def _train(config, run_dir, resume, device, total_epochs, command, info: DistInf
             "train_loss": train_sum / max(train_count, 1),
             "val_loss": sums[0] / max(sums[1], 1),
             "val_dice": float(np.mean(dices)),
-            **{f"val_dice_{name.lower().replace(' ', '_').replace('-', '_')}": d
+            **{f"val_dice_{label_column(name)}": d
                for name, d in zip(label_names(config.task, config.num_classes).values(), dices)},
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": 0.0,
