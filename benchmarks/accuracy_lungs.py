@@ -4,8 +4,11 @@
 
 1. CTChest4 (slicerio's real chest CT with expert right/left lung labels; never used for training):
    Dice per lung.
-2. CTChest4 with synthetic lesions inserted into its lungs (mostly consolidation, which thresholding misses;
-   the lung labels do not change): Dice per lung, mean and minimum over ``--lesion-seeds`` random seeds.
+2. CTChest4 with synthetic lesions inserted into its lungs (the lung labels do not change): Dice per lung, mean
+   and minimum over ``--lesion-seeds`` random seeds, for two kinds of case:
+   - ``ctchest4_lesions``: mostly consolidation anywhere in the lungs; hole filling brings most of it back;
+   - ``ctchest4_subpleural``: large consolidations on the lung surface (the usual COVID-19 / pneumonia
+     pattern), open to the chest wall, which thresholding plus hole filling cannot recover.
 3. LIDC-IDRI-0002 (skipped when ../shared/data is absent): lung voxels the model puts more than 5 mm from
    the classical pseudo-label (whose pictures were checked: trachea, bronchi and bowel gas are outside it),
    and how many of those are air (HU < -900): trachea, main bronchi or bowel gas labelled as lung.
@@ -29,7 +32,11 @@ from lungseg_core.synthetic.lesions import LesionSpec, insert_lesions
 
 LIDC_0002 = Path(__file__).resolve().parents[2] / "shared" / "data" / "lidc" / "LIDC-IDRI-0002.nii.gz"
 # Consolidation-heavy lesions: the hard case for thresholding (dense lung looks like soft tissue).
-STRESS_LESIONS = LesionSpec(count=(3, 6), kinds=("consolidation", "consolidation", "ggo"), diameter_mm=(30.0, 70.0))
+STRESS_LESIONS = {
+    "ctchest4_lesions": LesionSpec(count=(3, 6), kinds=("consolidation", "consolidation", "ggo"), diameter_mm=(30.0, 70.0)),
+    "ctchest4_subpleural": LesionSpec(count=(4, 8), kinds=("consolidation",), diameter_mm=(50.0, 90.0),
+                                      placement="subpleural"),
+}
 FAR_MM = 5.0
 AIR_HU = -900
 
@@ -46,18 +53,24 @@ def ctchest4_checks(segmenter: Segmenter, seeds: int) -> dict:
     started = time.perf_counter()
     result = {"ctchest4": per_lung_dice(segmenter.predict(ct), ref),
               "ctchest4_seconds": round(time.perf_counter() - started, 2)}
+    for case, spec in STRESS_LESIONS.items():
+        result[case] = stress_checks(segmenter, ct, ref, spec, seeds)
+    return result
+
+
+def stress_checks(segmenter: Segmenter, ct, ref: np.ndarray, spec: LesionSpec, seeds: int) -> dict:
     stressed = []
     for seed in range(seeds):
-        lesioned, infection = insert_lesions(ct, ref, STRESS_LESIONS, seed=1000 + seed)
+        lesioned, infection = insert_lesions(ct, ref, spec, seed=1000 + seed)
         scores = per_lung_dice(segmenter.predict(lesioned), ref)
         scores["lesion_ml"] = float((infection > 0).sum() * np.prod(ct.spacing) / 1000)
         stressed.append(scores)
-    result["ctchest4_lesions"] = {
+    summary: dict = {
         side: {"mean": float(np.mean([s[side] for s in stressed])), "min": float(np.min([s[side] for s in stressed]))}
         for side in ("right", "left")
     }
-    result["ctchest4_lesions"]["lesion_ml_mean"] = float(np.mean([s["lesion_ml"] for s in stressed]))
-    return result
+    summary["lesion_ml_mean"] = float(np.mean([s["lesion_ml"] for s in stressed]))
+    return summary
 
 
 def lidc_checks(segmenter: Segmenter, pseudo: np.ndarray) -> dict:

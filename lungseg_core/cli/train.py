@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: runs/NAME beside the current folder)")
     parser.add_argument("--resume", action="store_true", help="continue the run in the output folder from its last checkpoint")
     parser.add_argument("--fold", type=int, default=None, help="cross-validation fold to hold out (with 'folds' in the config)")
+    parser.add_argument("--init-weights", default=None, metavar="MODEL",
+                        help="fine-tune: start from this model (shipped name or model card path) instead of random weights")
     add_common_training_arguments(parser)
 
 
@@ -39,6 +41,8 @@ def load_training_config(args: argparse.Namespace):
     overrides = dict(parse_override(text) for text in args.overrides)
     if getattr(args, "fold", None) is not None:
         overrides["fold"] = args.fold
+    if getattr(args, "init_weights", None):
+        overrides["init_weights"] = args.init_weights
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs {args.epochs} is not a positive number", "give --epochs 1 or more")
     return load_config(args.config, overrides)
@@ -52,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     parts = ["lungseg", "train", str(args.config), "-o", str(run_dir)]
     if args.fold is not None:
         parts += ["--fold", str(args.fold)]
+    if args.init_weights:
+        parts += ["--init-weights", args.init_weights]
     command = command_line(parts, args)
     result = train(config, run_dir, resume=args.resume, device=args.device, epochs=args.epochs, command=command,
                    log=None if args.quiet else print)

@@ -66,7 +66,7 @@ class Segmenter:
         kind: str | None = None,
     ) -> np.ndarray:
         """Labels (z, y, x) uint8 in the input grid. Infection needs the lung labels to stay inside them."""
-        from lungseg_core.postprocessing import clean_lungs, restrict_infection
+        from lungseg_core.postprocessing import restrict_infection
 
         self.check_input(volume)
         if self.task == "infection" and lungs is None:
@@ -85,8 +85,21 @@ class Segmenter:
                 labels = predict_labels(loaded.network, volume, self.card["slice_spec"], loaded.device,
                                         self.batch_size, progress, cancel, kind=kind)
             if self.task == "lungs":
-                labels = clean_lungs(labels, volume)
+                labels = self._lungs_from_network(labels, volume)
         if self.task == "infection":
             labels = restrict_infection(labels, lungs)
         return labels.astype(np.uint8)
 
+
+    def _lungs_from_network(self, labels: np.ndarray, volume: Volume) -> np.ndarray:
+        """Cleaned network lungs, or (cards with ``combine_with_classical``) the classical lungs plus the
+        network's dense lung."""
+        from lungseg_core.postprocessing import add_dense_lung, clean_lungs
+
+        if not self.card.get("combine_with_classical"):
+            return clean_lungs(labels, volume)
+        from lungseg_core.models.classical import classical_lungs
+        from lungseg_core.preprocessing.intensity import hu_from_display
+
+        hu = volume.array if volume.intensity == "hu" else hu_from_display(volume.array)
+        return add_dense_lung(classical_lungs(volume), labels > 0, hu, volume)

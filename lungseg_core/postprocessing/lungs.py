@@ -342,3 +342,44 @@ def _close(mask: np.ndarray, volume: Volume, radius_mm: float, axial: int) -> np
     padded = np.pad(mask, pad)
     closed = ndimage.binary_closing(padded, structure)[tuple(slice(p, -p or None) for p, _ in pad)]
     return mask | closed
+
+
+# ----------------------------------------------------------------------------------------------------------
+# classical lungs + learned dense lung
+
+# Below this a voxel is air (trachea, bronchi, bowel gas): a network never adds it to the classical lungs.
+# Consolidation (about -100..+60 HU) and its partial-volume rim (down to about -600 HU) are above it.
+DENSE_LUNG_MIN_HU = -700.0
+
+
+def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, volume: Volume) -> np.ndarray:
+    """The classical ``lungs`` (1 right / 2 left) plus the dense lung that a network sees and thresholding cannot.
+
+    Thresholding leaves consolidated lung out, and where consolidation reaches the chest wall hole filling
+    cannot bring it back. A network taught that consolidated lung is still lung fills that gap, but on its
+    own it is less exact than thresholding at the lung surface. So the network only adds: its lung voxels that
+    are not classical lung, denser than air (``DENSE_LUNG_MIN_HU``), in regions that touch a classical lung;
+    each region joins the lung it touches most; air the network calls lung is added only where the result
+    encloses it in-plane (air bronchograms). Classical voxels are never removed.
+    """
+    lungs = np.asarray(lungs)
+    candidates = np.asarray(network_lung, bool) & (lungs == 0) & (np.asarray(hu) >= DENSE_LUNG_MIN_HU)
+    if not candidates.any() or not lungs.any():
+        return lungs.astype(np.uint8)
+    box = bounding_box(candidates | (lungs > 0), 1)
+    regions, count = ndimage.label(candidates[box])
+    touching = np.stack([
+        np.bincount(regions[ndimage.binary_dilation(lungs[box] == value) & (regions > 0)], minlength=count + 1)
+        for value in (RIGHT_LUNG, LEFT_LUNG)
+    ])  # touching[side, region]: face contacts of each region with each lung
+    side_of_region = np.where(touching.max(axis=0) > 0, np.argmax(touching, axis=0) + 1, 0).astype(np.uint8)
+    side_of_region[0] = 0
+    out = lungs.astype(np.uint8, copy=True)
+    in_box = out[box]
+    added = side_of_region[regions]
+    in_box[added > 0] = added[added > 0]
+    axial = axial_axis(volume)
+    network_in_box = np.asarray(network_lung, bool)[box]
+    for value in (RIGHT_LUNG, LEFT_LUNG):  # air bronchograms: network lung enclosed by the added consolidation
+        in_box[fill_holes(in_box == value, axis=axial) & (in_box == 0) & network_in_box] = value
+    return out

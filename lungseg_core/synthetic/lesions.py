@@ -36,6 +36,9 @@ class LesionSpec:
     diameter_mm: tuple[float, float] = (15.0, 60.0)
     irregularity: float = 0.6  # weight of the noise against the round fall-off
     texture_hu: float = 40.0  # standard deviation of the smooth density texture inside a lesion
+    # "anywhere" in the lungs, or "subpleural": centred on the lung surface, as COVID-19 consolidation
+    # usually is; such a lesion opens onto the chest wall, so hole filling cannot bring it back into the lung
+    placement: str = "anywhere"
 
 
 def insert_lesions(
@@ -56,7 +59,7 @@ def insert_lesions(
     original = ct.array.astype(np.float32)
     out = original.copy()
     infection = np.zeros(ct.shape, np.uint8)
-    candidates = np.flatnonzero(lung_mask)  # flat indices: a third of argwhere's memory on big CTs
+    candidates = _lesion_centres(lung_mask, spec.placement)
     if candidates.size == 0:
         return ct.with_array(ct.array.copy()), infection
 
@@ -77,6 +80,15 @@ def insert_lesions(
     return new_ct, infection
 
 
+def _lesion_centres(lung_mask: np.ndarray, placement: str) -> np.ndarray:
+    """Flat indices (a third of argwhere's memory on big CTs) of the voxels a lesion may be centred on."""
+    if placement == "subpleural":
+        surface = lung_mask & ~ndimage.binary_erosion(lung_mask, border_value=1)
+        if surface.any():
+            return np.flatnonzero(surface)
+    return np.flatnonzero(lung_mask)
+
+
 def _check_inputs(ct: Volume, lungs: np.ndarray, spec: LesionSpec) -> None:
     if ct.intensity != "hu":
         raise InputError(
@@ -88,6 +100,8 @@ def _check_inputs(ct: Volume, lungs: np.ndarray, spec: LesionSpec) -> None:
     bad = sorted(set(spec.kinds) - {"ggo", "consolidation"})
     if bad or not spec.kinds:
         raise InputError(f"Unknown lesion kind(s) {bad or '(none)'}", "use 'ggo' and/or 'consolidation'")
+    if spec.placement not in ("anywhere", "subpleural"):
+        raise InputError(f"Unknown lesion placement '{spec.placement}'", "use 'anywhere' or 'subpleural'")
 
 
 def _irregular_blob(ct: Volume, center: np.ndarray, diameter_mm: float, irregularity: float,

@@ -69,8 +69,14 @@ class TrainConfig:
     keep_empty_fraction: float = 0.1  # ...but keep this share of them so the model sees negatives
     max_slices_per_case: int = 0  # 0 = all; else an even sample of the informative slices
     crop_to_lungs: bool = False  # seed 5: crop each case to its lungs (+ margin) before slicing
+    # lung models only: at inference the network adds dense lung to the classical lungs instead of replacing them
+    combine_with_classical: bool = False
     augmentation: dict = field(default_factory=dict)
     synthetic_lesions: dict = field(default_factory=dict)  # {"copies": n, "count": [a, b], "kinds": [...]}
+    # fine-tuning: start from this model's weights (a shipped model name or a model card path), same architecture
+    init_weights: str = ""
+    # training volumes made thick-slice at random: {"probability": 0.4, "thickness_mm": [5, 10]}
+    thick_slices: dict = field(default_factory=dict)
     num_workers: int = 0
     amp: bool = True  # mixed precision, only ever used on CUDA
     grad_clip: float = 0.0
@@ -121,9 +127,15 @@ class TrainConfig:
             _number(key, getattr(self, key), where, minimum=0, maximum=1)
         if self.folds > 1 and self.fold >= self.folds:
             raise InputError(f"fold {self.fold} does not exist with folds = {self.folds}{where}", f"use fold 0..{self.folds - 1}")
-        for key in ("architecture_kwargs", "slice_spec", "loss_kwargs", "scheduler_kwargs", "augmentation", "synthetic_lesions"):
+        for key in ("architecture_kwargs", "slice_spec", "loss_kwargs", "scheduler_kwargs", "augmentation", "synthetic_lesions", "thick_slices"):
             if not isinstance(getattr(self, key), dict):
                 raise InputError(f"Config key '{key}'{where} must be a JSON object", "write it as {...}")
+        if self.combine_with_classical and (self.task != "lungs" or self.num_classes != 2):
+            raise InputError(f"combine_with_classical{where} needs a one-class lung model (task 'lungs', num_classes 2)",
+                             "remove combine_with_classical or train a one-class lung model")
+        unknown = sorted(set(self.thick_slices) - {"probability", "thickness_mm"})
+        if unknown:
+            raise InputError(f"Unknown thick_slices key(s) {', '.join(unknown)}{where}", "use probability and thickness_mm")
         self.spec()  # SliceSpec checks size, context, window, enhancement
         from lungseg_core.training.augment import AugmentConfig
         from lungseg_core.training.losses import LOSSES

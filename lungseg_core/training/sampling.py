@@ -257,7 +257,7 @@ def _lesion_spec(config):
     try:
         return LesionSpec(**options)
     except TypeError as exc:
-        raise InputError(f"Bad synthetic_lesions options: {exc}", "use copies, count, kinds, diameter_mm, irregularity, texture_hu") from None
+        raise InputError(f"Bad synthetic_lesions options: {exc}", "use copies, keep_original, count, kinds, diameter_mm, irregularity, texture_hu, placement") from None
 
 
 def _variants(case, entry: _Entry, config, training: bool, rng: np.random.Generator):
@@ -274,10 +274,25 @@ def _variants(case, entry: _Entry, config, training: bool, rng: np.random.Genera
         return
     if not training or config.synthetic_lesions.get("keep_original", True):
         yield case.name, case.image, case.labels, lungs
-    if training and copies and config.task == "lungs" and lungs is not None and case.image.intensity == "hu":
+    if copies and config.task == "lungs" and lungs is not None and case.image.intensity == "hu":
+        # validation gets lesion copies too, so the best epoch is the one that keeps consolidated lung
         for copy in range(copies):
             image, _ = insert_lesions(case.image, lungs, _lesion_spec(config), rng)
             yield f"{case.name}+lesions{copy}", image, case.labels, lungs  # lung labels stay the same
+
+
+def _maybe_thicken(name, image, labels, lungs, options: dict, rng: np.random.Generator):
+    """With probability ``options['probability']``, the variant as a thick-slice CT of a random thickness."""
+    from lungseg_core.synthetic.thick_slices import slab_factor, thicken_slices
+
+    if not options or image.is_2d or rng.random() >= float(options.get("probability", 0.0)):
+        return name, image, labels, lungs
+    factor = slab_factor(image.spacing[2], rng.uniform(*options.get("thickness_mm", (5.0, 10.0))))
+    if factor <= 1 or image.shape[0] < 2 * factor:
+        return name, image, labels, lungs
+    thick, thick_labels = thicken_slices(image, labels, factor)
+    thick_lungs = None if lungs is None else thicken_slices(image, lungs, factor)[1]
+    return f"{name}+thick{factor}", thick, thick_labels, thick_lungs
 
 
 def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: np.random.Generator) -> tuple[SliceStack, list[str]]:
@@ -285,6 +300,8 @@ def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: 
     for entry in entries:
         case = entry.case.load()
         for name, image, labels, lungs in _variants(case, entry, config, training, rng):
+            if training and image.intensity == "hu":
+                name, image, labels, lungs = _maybe_thicken(name, image, labels, lungs, config.thick_slices, rng)
             if config.crop_to_lungs:
                 image, labels = crop_case_to_lungs(image, labels, lungs)
             stacks.append(case_to_stack(

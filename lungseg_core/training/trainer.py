@@ -137,6 +137,22 @@ def build_network(config: TrainConfig) -> torch.nn.Module:
                        **config.architecture_kwargs)
 
 
+def initial_weights(config: TrainConfig) -> dict:
+    """The SHA-checked weights of the model ``config.init_weights`` names, if its network matches the config's."""
+    from lungseg_core.models import zoo
+
+    card = zoo.resolve_card(config.init_weights, config.task)
+    wanted = {"architecture": config.architecture, "architecture_kwargs": config.architecture_kwargs,
+              "in_channels": config.in_channels, "num_classes": config.num_classes}
+    differs = [key for key, value in wanted.items() if card.get(key, {} if key == "architecture_kwargs" else None) != value]
+    if card["architecture"] == "classical" or differs:
+        raise InputError(
+            f"Cannot fine-tune from '{config.init_weights}': its {', '.join(differs) or 'architecture'} differ(s) from the config's",
+            "set architecture, architecture_kwargs, slice_spec.context and num_classes as in that model's card",
+        )
+    return zoo.load_state_dict(card)
+
+
 def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
@@ -357,6 +373,9 @@ def _train(config, run_dir, resume, device, total_epochs, command, info: DistInf
         f"({len(data.train_cases)} / {len(data.val_cases)} cases) in {time.perf_counter() - started:.1f} s")
 
     model = build_network(config).to(device)
+    if config.init_weights and not resume:
+        model.load_state_dict(initial_weights(config))
+        say(f"fine-tuning from {config.init_weights}")
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -523,6 +542,10 @@ def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: Tr
         "metrics": metrics,
         "version": 1,
     }
+    if config.combine_with_classical:
+        card["combine_with_classical"] = True
+    if config.init_weights:
+        card["training"]["fine_tuned_from"] = config.init_weights
     if config.crop_to_lungs:
         card["training"]["note"] = "trained on lung-cropped slices (crop_to_lungs); inference crops to the body"
     return save_model_package(model, card, run_dir / "model")

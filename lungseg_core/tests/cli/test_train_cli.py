@@ -28,6 +28,11 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     assert "--set lr=0.001" in card["training"]["command"]
     assert main(["train", str(config), "-o", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
     assert (run / "log.csv").read_text().count("\n") == 3  # header + epochs 1 and 2
+    tuned = tmp_path / "tuned"
+    package = str(run / "model" / "cli-tiny.json")
+    assert main(["train", str(config), "-o", str(tuned), "--epochs", "1", "--quiet", "--init-weights", package]) == 0
+    card = json.loads((tuned / "model" / "cli-tiny.json").read_text())
+    assert card["training"]["fine_tuned_from"] == package and f"--init-weights {package}" in card["training"]["command"]
 
 
 def test_user_errors_are_one_line_with_exit_status_2(tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from lungseg_core.errors import InputError, ModelError
 from lungseg_core.inference import Cancelled, Segmenter
@@ -84,3 +85,25 @@ def test_unknown_task_and_device():
         with pytest.raises(ModelError, match="--device cpu"):
             resolve_device("cuda")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_network_combined_with_classical_only_adds_dense_lung(tmp_path, phantom):
+    from lungseg_core.postprocessing.lungs import DENSE_LUNG_MIN_HU
+
+    card = tiny_card(name="tinyfused", num_classes=2)
+    card.update(combine_with_classical=True, labels={"1": "Lung"})
+    torch.manual_seed(0)
+    network = build_model("resunet", in_channels=1, num_classes=2, base_filters=4)
+    with torch.no_grad():  # a network that calls everything lung: only the guards decide what is added
+        network.head.weight.zero_()
+        network.head.bias.copy_(torch.tensor([-5.0, 5.0]))
+    card_path = zoo.save_model_package(network, card, tmp_path)
+    classical = Segmenter("threshold", "lungs").predict(phantom.ct)
+    fused = Segmenter(str(card_path), "lungs", device="cpu").predict(phantom.ct)
+    np.testing.assert_array_equal(fused[classical > 0], classical[classical > 0])
+    added = (fused > 0) & (classical == 0)
+    air = phantom.ct.array < DENSE_LUNG_MIN_HU
+    regions, _ = ndimage.label(air)
+    outside = np.isin(regions, np.unique(np.concatenate([regions[:, 0].ravel(), regions[:, :, 0].ravel()])))
+    assert added.any() and (phantom.ct.array[added] >= DENSE_LUNG_MIN_HU).mean() > 0.95
+    assert not (added & air & outside & (regions > 0)).any()  # air around the body is never lung

@@ -137,3 +137,37 @@ def test_assign_to_seeds_equals_the_watershed(gap):
     seeds[seeds > 0] *= (np.random.default_rng(6).random(int((seeds > 0).sum())) > 0.05)
     expected = watershed(-ndimage.distance_transform_edt(mask, sampling=spacing), seeds, mask=mask)
     np.testing.assert_array_equal(_assign_to_seeds(mask, seeds, spacing), expected)
+
+
+def test_add_dense_lung_adds_only_dense_regions_touching_the_lungs():
+    from lungseg_core.postprocessing import add_dense_lung
+
+    phantom = make_chest_phantom(shape=(16, 64, 64), ggo=False, consolidation=False, seed=2)
+    ct, reference = phantom.ct, phantom.lungs
+    hu = ct.array.astype(np.float32).copy()
+    classical = reference.copy()
+    rows, cols = np.nonzero(reference[8] == 1)
+    bay = np.zeros(reference.shape, bool)  # a consolidated bay of the right lung, open to the chest wall
+    bay[6:11, rows.min():rows.min() + 6, cols.min():cols.max() + 1] = True
+    bay &= reference == 1
+    classical[bay] = 0
+    hu[bay] = 20.0
+    bronchogram = np.zeros(reference.shape, bool)  # air inside the consolidation: enclosed, so it is lung
+    centre = np.argwhere(bay)[len(np.argwhere(bay)) // 2]
+    bronchogram[centre[0], centre[1], centre[2] - 1:centre[2] + 2] = True
+    hu[bronchogram] = -950.0
+    trachea = np.zeros(reference.shape, bool)  # air next to the lungs: never added
+    trachea[:, 2:6, 30:34] = True
+    hu[trachea] = -1000.0
+    island = np.zeros(reference.shape, bool)  # dense and "lung" to the network, but touching no lung
+    island[0:2, 0:3, 0:3] = True
+    hu[island] = 30.0
+    network = bay | trachea | island | (reference > 0)
+
+    fused = add_dense_lung(classical, network, hu, ct)
+
+    np.testing.assert_array_equal(fused[bay], 1)  # the bay, bronchogram included, goes back to the right lung
+    assert not fused[trachea & (classical == 0)].any() and not fused[island].any()
+    np.testing.assert_array_equal(fused[classical > 0], classical[classical > 0])  # nothing classical is lost
+    assert dice(fused > 0, reference > 0) > dice(classical > 0, reference > 0)
+    np.testing.assert_array_equal(add_dense_lung(classical, np.zeros_like(network), hu, ct), classical)

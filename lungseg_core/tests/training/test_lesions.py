@@ -80,3 +80,22 @@ def test_same_seed_same_lesions_and_display_input_refused(host):
     display = host.ct.with_array(np.clip(host.ct.array, 0, 255), intensity="display")
     with pytest.raises(InputError, match="Hounsfield"):
         insert_lesions(display, host.lungs, seed=0)
+
+
+def test_subpleural_lesions_open_onto_the_lung_surface(host):
+    """Subpleural lesions are centred on the lung surface, so far more of them borders non-lung tissue."""
+    from scipy import ndimage
+
+    surface = host.lungs.astype(bool) & ~ndimage.binary_erosion(host.lungs.astype(bool), border_value=1)
+
+    def surface_share(placement):
+        shares = []
+        for seed in range(4):
+            spec = LesionSpec(count=(2, 2), kinds=("consolidation",), diameter_mm=(10, 14), placement=placement)
+            infection = insert_lesions(host.ct, host.lungs, spec, seed=seed)[1] > 0
+            shares.append((infection & surface).sum() / infection.sum())
+        return float(np.mean(shares))
+
+    assert surface_share("subpleural") > 1.5 * surface_share("anywhere")
+    with pytest.raises(InputError, match="placement"):
+        insert_lesions(host.ct, host.lungs, LesionSpec(placement="central"), seed=0)

@@ -76,3 +76,25 @@ def test_lesion_hosts_give_infection_labels():
     data = build_training_data(config)
     assert len(data.train_cases) == 2 and all("+lesions" in n for n in data.train_cases)
     assert data.train.labels.max() >= 1 and data.train.labels.max() <= 2
+
+
+def test_lung_lesion_copies_reach_validation_with_unchanged_lung_labels():
+    config = TrainConfig.from_dict({
+        "name": "t", "task": "lungs", "architecture": "unet", "num_classes": 2,
+        "data": [{"layout": "phantom", "role": "train", "options": {"cases": 1, "shape": [8, 32, 32], "seed": 1}},
+                 {"layout": "phantom", "role": "val", "options": {"cases": 1, "shape": [8, 32, 32], "seed": 2}}],
+        "slice_spec": {"size": 32, "context": 0},
+        "synthetic_lesions": {"copies": 2, "count": [2, 2], "diameter_mm": [30, 60], "placement": "subpleural"},
+    })
+    data = build_training_data(config)
+    for names in (data.train_cases, data.val_cases):
+        assert sum("+lesions" in n for n in names) == 2 and sum("+lesions" not in n for n in names) == 1
+    plain = data.val.labels[: len(data.val) // 3]
+    np.testing.assert_array_equal(data.val.labels[len(data.val) // 3: 2 * len(data.val) // 3], plain)
+
+
+def test_combine_with_classical_needs_a_one_class_lung_model():
+    base = {"name": "t", "architecture": "unet", "data": [{"layout": "phantom"}], "combine_with_classical": True}
+    with pytest.raises(InputError, match="combine_with_classical"):
+        TrainConfig.from_dict({**base, "task": "infection", "num_classes": 3})
+    assert TrainConfig.from_dict({**base, "task": "lungs", "num_classes": 2}).combine_with_classical

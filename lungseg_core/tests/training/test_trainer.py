@@ -138,3 +138,21 @@ def test_config_errors_say_what_to_fix(tmp_path):
     path.write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         load_config(path)
+
+
+def test_fine_tuning_starts_from_the_given_model(tmp_path):
+    recipe = CONFIGS[0]  # seed 1 U-Net
+    first = train(tiny(recipe), tmp_path / "first", device="cpu", log=None)
+    # a learning rate too small to move the weights: the fine-tuned model must still be the first one
+    tuned = train(tiny(recipe, init_weights=str(first.package), lr=1e-12), tmp_path / "tuned", device="cpu", log=None)
+    scratch = train(tiny(recipe, seed=5, lr=1e-12), tmp_path / "scratch", device="cpu", log=None)
+    from lungseg_core.models import zoo
+
+    weights = {name: zoo.load(str(run.package), "lungs").network.state_dict() for name, run in
+               (("first", first), ("tuned", tuned), ("scratch", scratch))}
+    key = next(iter(weights["first"]))
+    assert torch.allclose(weights["tuned"][key], weights["first"][key], atol=1e-6)
+    assert not torch.allclose(weights["scratch"][key], weights["first"][key], atol=1e-3)
+    assert json.loads(tuned.package.read_text())["training"]["fine_tuned_from"] == str(first.package)
+    with pytest.raises(InputError, match="Cannot fine-tune"):
+        train(tiny(recipe, init_weights=str(first.package), architecture_kwargs={"base_filters": 8, "depth": 2}), tmp_path / "other", device="cpu", log=None)
