@@ -86,6 +86,19 @@ def run_recipe(config: Path, out_dir: Path, args) -> dict:
             "wall_seconds_this_call": round(seconds, 1), **scores}
 
 
+def markdown_table(results: dict) -> str:
+    """The docs/models.md table of the measured runs."""
+    lines = ["| config | network | epochs run (best) | train time | held-out Dice |", "|---|---|---|---|---|"]
+    for name, r in results.items():
+        if r["task"] == "lungs":
+            score = f"CTChest4 right / left: {r['ctchest4_dice']['right']:.3f} / {r['ctchest4_dice']['left']:.3f}"
+        else:
+            score = f"{r['heldout_slices']} held-out slices, any infection: {r['any_infection_dice_mean']:.3f}"
+        lines.append(f"| `{r['config']}` | {r['architecture']} | {r['epochs_run']} ({r['best_epoch']}) | "
+                     f"{r['train_seconds'] / 60:.1f} min | {score} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=6)
@@ -94,7 +107,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="config name prefixes, e.g. seed1 seed5_unet")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "seed_recipes")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "seed_recipes.json")
+    parser.add_argument("--table", action="store_true", help="only print the markdown table of the --json results")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(args.json.read_text())))
+        return
     if not (PSEUDO / "lidc_train").exists():
         sys.exit("LIDC pseudo-labels missing: run `bash scripts/make_lidc_pseudo_labels.sh` first")
     configs = sorted((ROOT / "configs").glob("seed*.json"))
