@@ -77,9 +77,10 @@ def run_recipe(config: Path, out_dir: Path, args) -> dict:
         resume = ["--resume"] if (run_dir / "checkpoints" / "last.pt").exists() else []
         subprocess.run(command + resume, check=True, cwd=ROOT)
     seconds = time.perf_counter() - started
-    card = json.loads(next((run_dir / "model").glob("*.json")).read_text())
+    card_path = next((run_dir / "model").glob("*.json"))
+    card = json.loads(card_path.read_text())
     task = card["task"]
-    scores = score_lungs(next((run_dir / "model").glob("*.json"))) if task == "lungs" else score_infection(config, run_dir, args)
+    scores = score_lungs(card_path) if task == "lungs" else score_infection(config, run_dir, args)
     return {"config": config.name, "architecture": card["architecture"], "task": task,
             "command": " ".join(command), "epochs_run": card["training"]["epochs"],
             "best_epoch": card["training"]["best_epoch"], "train_seconds": card["training"]["seconds"],

@@ -90,7 +90,6 @@ class Segmenter:
             labels = restrict_infection(labels, lungs)
         return labels.astype(np.uint8)
 
-
     def _lungs_from_network(self, labels: np.ndarray, volume: Volume) -> np.ndarray:
         """Cleaned network lungs, or (cards with ``combine_with_classical``) the classical lungs plus the
         network's dense lung."""

@@ -11,7 +11,7 @@ the same rule so that a missed or hallucinated structure scores 0 rather than Na
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -32,7 +32,6 @@ from lungseg_core.postprocessing.lungs import (
     CanonicalView,
     _ball,
     fill_holes,
-    remove_small_components,
     select_lung_components,
     split_left_right,
 )

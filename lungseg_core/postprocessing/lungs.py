@@ -372,8 +372,8 @@ def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, 
         np.bincount(regions[ndimage.binary_dilation(lungs[box] == value) & (regions > 0)], minlength=count + 1)
         for value in (RIGHT_LUNG, LEFT_LUNG)
     ])  # touching[side, region]: face contacts of each region with each lung
+    # region 0 (background) touches nothing, since only regions > 0 were counted
     side_of_region = np.where(touching.max(axis=0) > 0, np.argmax(touching, axis=0) + 1, 0).astype(np.uint8)
-    side_of_region[0] = 0
     out = lungs.astype(np.uint8, copy=True)
     in_box = out[box]
     added = side_of_region[regions]

@@ -32,18 +32,26 @@ def thicken_slices(ct: Volume, labels: np.ndarray, factor: int) -> tuple[Volume,
     thick = groups.mean(axis=1)
     if np.issubdtype(ct.array.dtype, np.integer):
         thick = np.rint(thick)
-    label_groups = np.asarray(labels)[: count * factor].reshape(count, factor, *ct.shape[1:])
-    thick_labels = np.zeros(thick.shape, np.uint8)
-    best_share = np.zeros(thick.shape, np.float32)
-    for value in np.unique(label_groups):
-        if value == 0:
-            continue
-        share = (label_groups == value).mean(axis=1, dtype=np.float32)
-        wins = (share >= 0.5) & (share > best_share)
-        thick_labels[wins], best_share[wins] = value, share[wins]
     slab_axis = ct.direction[:, 2] * ct.spacing[2]
     origin = np.asarray(ct.origin) + slab_axis * (factor - 1) / 2  # centre of the first slab
     spacing = (ct.spacing[0], ct.spacing[1], ct.spacing[2] * factor)
     thick_ct = replace(ct, array=thick.astype(ct.array.dtype), spacing=spacing, origin=tuple(origin),
                        metadata={**ct.metadata, "thick_slices": factor})
-    return thick_ct, thick_labels
+    return thick_ct, thicken_labels(labels, factor)
+
+
+def thicken_labels(labels: np.ndarray, factor: int) -> np.ndarray:
+    """Labels of the slabs of :func:`thicken_slices`: the label covering at least half of a slab voxel's
+    ``factor`` voxels (ties between two labels: the one met first), else 0."""
+    labels = np.asarray(labels)
+    count = labels.shape[0] // factor
+    groups = labels[: count * factor].reshape(count, factor, *labels.shape[1:])
+    thick = np.zeros(groups.shape[:1] + groups.shape[2:], np.uint8)
+    best_share = np.zeros(thick.shape, np.float32)
+    for value in np.unique(groups):
+        if value == 0:
+            continue
+        share = (groups == value).mean(axis=1, dtype=np.float32)
+        wins = (share >= 0.5) & (share > best_share)
+        thick[wins], best_share[wins] = value, share[wins]
+    return thick

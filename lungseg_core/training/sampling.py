@@ -283,7 +283,7 @@ def _variants(case, entry: _Entry, config, training: bool, rng: np.random.Genera
 
 def _maybe_thicken(name, image, labels, lungs, options: dict, rng: np.random.Generator):
     """With probability ``options['probability']``, the variant as a thick-slice CT of a random thickness."""
-    from lungseg_core.synthetic.thick_slices import slab_factor, thicken_slices
+    from lungseg_core.synthetic.thick_slices import slab_factor, thicken_labels, thicken_slices
 
     if not options or image.is_2d or rng.random() >= float(options.get("probability", 0.0)):
         return name, image, labels, lungs
@@ -291,7 +291,7 @@ def _maybe_thicken(name, image, labels, lungs, options: dict, rng: np.random.Gen
     if factor <= 1 or image.shape[0] < 2 * factor:
         return name, image, labels, lungs
     thick, thick_labels = thicken_slices(image, labels, factor)
-    thick_lungs = None if lungs is None else thicken_slices(image, lungs, factor)[1]
+    thick_lungs = None if lungs is None else thicken_labels(lungs, factor)
     return f"{name}+thick{factor}", thick, thick_labels, thick_lungs
 
 

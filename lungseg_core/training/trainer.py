@@ -141,13 +141,13 @@ def initial_weights(config: TrainConfig) -> dict:
     """The SHA-checked weights of the model ``config.init_weights`` names, if its network matches the config's."""
     from lungseg_core.models import zoo
 
-    card = zoo.resolve_card(config.init_weights, config.task)
+    card = {"architecture_kwargs": {}, **zoo.resolve_card(config.init_weights, config.task)}
     wanted = {"architecture": config.architecture, "architecture_kwargs": config.architecture_kwargs,
               "in_channels": config.in_channels, "num_classes": config.num_classes}
-    differs = [key for key, value in wanted.items() if card.get(key, {} if key == "architecture_kwargs" else None) != value]
-    if card["architecture"] == "classical" or differs:
+    differs = [key for key, value in wanted.items() if card.get(key) != value]
+    if differs:  # the classical method's card differs in architecture too
         raise InputError(
-            f"Cannot fine-tune from '{config.init_weights}': its {', '.join(differs) or 'architecture'} differ(s) from the config's",
+            f"Cannot fine-tune from '{config.init_weights}': its {', '.join(differs)} differ(s) from the config's",
             "set architecture, architecture_kwargs, slice_spec.context and num_classes as in that model's card",
         )
     return zoo.load_state_dict(card)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from lungseg_core.cli.main import main
-from lungseg_core.io import read_volume, write_labelmap
+from lungseg_core.io import read_volume
 from lungseg_core.models import build_model, zoo
 from lungseg_core.tests.conftest import dice
 from lungseg_core.tests.models.test_zoo import tiny_card

@@ -10,8 +10,8 @@ import pytest
 
 from lungseg_core.errors import OutputError
 from lungseg_core.inference import Cancelled, segment_case, segment_many, segment_volume
-from lungseg_core.io import read_labelmap, read_volume, write_labelmap
-from lungseg_core.synthetic import flip_axes, make_chest_phantom
+from lungseg_core.io import read_labelmap, read_volume
+from lungseg_core.synthetic import make_chest_phantom
 from lungseg_core.tests.conftest import dice
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 from lungseg_core.errors import InputError
 from lungseg_core.io import Volume, write_segmentation
 from lungseg_core.labels import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG
-from lungseg_core.synthetic import flip_axes, make_chest_phantom
+from lungseg_core.synthetic import make_chest_phantom
 from lungseg_core.training.datasets import LAYOUTS, open_dataset
 
 
