@@ -7,8 +7,9 @@
 2. CTChest4 with synthetic lesions inserted into its lungs (the lung labels do not change): Dice per lung, mean
    and minimum over ``--lesion-seeds`` random seeds, for two kinds of case:
    - ``ctchest4_lesions``: mostly consolidation anywhere in the lungs; hole filling brings most of it back;
-   - ``ctchest4_subpleural``: large consolidations on the lung surface (the usual COVID-19 / pneumonia
-     pattern), open to the chest wall, which thresholding plus hole filling cannot recover.
+   - ``ctchest4_subpleural``: large consolidations anywhere on the lung surface (mediastinal and
+     diaphragmatic too), open to the pleura, which thresholding plus hole filling cannot recover;
+   - ``ctchest4_costal``: the same against the chest wall only, the usual COVID-19 / pneumonia pattern.
 3. LIDC-IDRI-0002 (skipped when ../shared/data is absent): lung voxels the model puts more than 5 mm from
    the classical pseudo-label (whose pictures were checked: trachea, bronchi and bowel gas are outside it),
    and how many of those are air (HU < -900): trachea, main bronchi or bowel gas labelled as lung.
@@ -36,6 +37,8 @@ STRESS_LESIONS = {
     "ctchest4_lesions": LesionSpec(count=(3, 6), kinds=("consolidation", "consolidation", "ggo"), diameter_mm=(30.0, 70.0)),
     "ctchest4_subpleural": LesionSpec(count=(4, 8), kinds=("consolidation",), diameter_mm=(50.0, 90.0),
                                       placement="subpleural"),
+    "ctchest4_costal": LesionSpec(count=(4, 8), kinds=("consolidation",), diameter_mm=(50.0, 90.0),
+                                  placement="costal"),
 }
 FAR_MM = 5.0
 AIR_HU = -900

@@ -91,7 +91,8 @@ def score_fold(config, run_dir: Path, fold: int, folds: int, device: str = "cpu"
     rows = []
     for entry in held_out_cases(config, fold, folds):
         case = entry.case.load()
-        pred = predict_labels(loaded.network, case.image, card["slice_spec"], loaded.device)
+        pred = predict_labels(loaded.network, case.image, card["slice_spec"], loaded.device,
+                              mirror=bool(card.get("test_time_mirror")))
         ref = reduce_labels(case.labels, config.task, config.num_classes)
         rows.append({"fold": fold, "case": case.name, **case_scores(pred, ref, labels)})
     return rows

@@ -70,13 +70,23 @@ def predict_labels(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     kind: str | None = None,
+    mirror: bool = False,
 ) -> np.ndarray:
-    """Label volume (z, y, x) uint8 from a slice network, in the input's own grid."""
+    """Label volume (z, y, x) uint8 from a slice network, in the input's own grid.
+
+    ``mirror`` (test-time augmentation, from the card's ``test_time_mirror``): the probabilities are the
+    mean of the slices as they are and mirrored left-right, which evens out side-dependent errors at
+    twice the network time.
+    """
     from lungseg_core.preprocessing.slices import SliceSpec, prepare_slices, restore_labels
 
     spec = SliceSpec.from_dict(slice_spec_dict)
     slices, layout = prepare_slices(volume, spec, kind=kind)
     probs = predict_slice_probabilities(network, slices, device, batch_size, progress, cancel)
+    if mirror:
+        mirrored = predict_slice_probabilities(network, np.ascontiguousarray(slices[..., ::-1]), device,
+                                               batch_size, progress, cancel)
+        probs = ((probs.astype(np.float32) + mirrored[..., ::-1]) / 2).astype(np.float16)
     del slices
     _check_cancel(cancel)
     # one slice at a time back to the input grid: never a K x Z x Y x X float array
@@ -106,6 +116,7 @@ def predict_labels_3d(
     import torch
 
     from lungseg_core.preprocessing.intensity import LUNG_WINDOW, check_intensity, to_unit_range
+    from lungseg_core.preprocessing.slices import labels_from_probabilities
 
     kind = kind or check_intensity(volume)
     window = tuple(card.get("slice_spec", {}).get("window", LUNG_WINDOW))
@@ -129,5 +140,5 @@ def predict_labels_3d(
             counts[region] += 1.0
             if progress is not None:
                 progress((index + 1) / len(corners), "network inference (3D patches)")
-    labels = np.argmax(total / np.maximum(counts, 1.0), axis=0).astype(np.uint8)
+    labels = labels_from_probabilities(total / np.maximum(counts, 1.0))
     return labels[: image.shape[0], : image.shape[1], : image.shape[2]]

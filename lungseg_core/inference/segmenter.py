@@ -83,7 +83,8 @@ class Segmenter:
                 labels = predict_labels_3d(loaded.network, volume, self.card, loaded.device, progress, cancel, kind=kind)
             else:
                 labels = predict_labels(loaded.network, volume, self.card["slice_spec"], loaded.device,
-                                        self.batch_size, progress, cancel, kind=kind)
+                                        self.batch_size, progress, cancel, kind=kind,
+                                        mirror=bool(self.card.get("test_time_mirror")))
             if self.task == "lungs":
                 labels = self._lungs_from_network(labels, volume)
         if self.task == "infection":

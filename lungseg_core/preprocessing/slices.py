@@ -282,12 +282,28 @@ def restore_probabilities(probs: np.ndarray, layout: SliceLayout) -> np.ndarray:
     return out
 
 
+def labels_from_probabilities(probs: np.ndarray) -> np.ndarray:
+    """Labels from class probabilities (K, ...): background where it has at least half the probability,
+    else the most likely foreground label.
+
+    Plain argmax would call a voxel that is 40% GGO, 35% consolidation and 25% background "background":
+    foreground labels split the foreground's probability between them, so background against all of them
+    comes first. With one foreground label this is argmax.
+    """
+    probs = np.asarray(probs)
+    if probs.shape[0] < 3:
+        return np.argmax(probs, axis=0).astype(np.uint8)
+    foreground = 1 + np.argmax(probs[1:], axis=0)
+    return np.where(probs[0] < 0.5, foreground, 0).astype(np.uint8)
+
+
 def restore_labels(probs: np.ndarray, layout: SliceLayout) -> np.ndarray:
-    """Argmax labels (Z, Y, X) uint8 on the original grid, one slice at a time (no K*Z*Y*X array)."""
+    """Labels (Z, Y, X) uint8 (:func:`labels_from_probabilities`) on the original grid, one slice at a time
+    (no K*Z*Y*X array)."""
     probs = _check_probs(probs, layout)
     back_rows, back_cols = _back_matrices(layout)
     rows, cols = layout.crop
     out = np.zeros(tuple(layout.shape), dtype=np.uint8)
     for z in range(probs.shape[0]):
-        out[z, rows, cols] = np.argmax(_restore_slice(probs[z], back_rows, back_cols), axis=0)
+        out[z, rows, cols] = labels_from_probabilities(_restore_slice(probs[z], back_rows, back_cols))
     return out

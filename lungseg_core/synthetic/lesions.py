@@ -36,8 +36,10 @@ class LesionSpec:
     diameter_mm: tuple[float, float] = (15.0, 60.0)
     irregularity: float = 0.6  # weight of the noise against the round fall-off
     texture_hu: float = 40.0  # standard deviation of the smooth density texture inside a lesion
-    # "anywhere" in the lungs, or "subpleural": centred on the lung surface, as COVID-19 consolidation
-    # usually is; such a lesion opens onto the chest wall, so hole filling cannot bring it back into the lung
+    # "anywhere" in the lungs; "subpleural": centred anywhere on the lung surface (mediastinal and
+    # diaphragmatic too); "costal": centred on the surface against the chest wall, the usual place of
+    # COVID-19 and pneumonia consolidation. Both open onto the pleura, so hole filling cannot bring such a
+    # lesion back into the lung.
     placement: str = "anywhere"
 
 
@@ -59,7 +61,7 @@ def insert_lesions(
     original = ct.array.astype(np.float32)
     out = original.copy()
     infection = np.zeros(ct.shape, np.uint8)
-    candidates = _lesion_centres(lung_mask, spec.placement)
+    candidates = _lesion_centres(lung_mask, spec.placement, tuple(ct.spacing[1::-1]))
     if candidates.size == 0:
         return ct.with_array(ct.array.copy()), infection
 
@@ -80,13 +82,34 @@ def insert_lesions(
     return new_ct, infection
 
 
-def _lesion_centres(lung_mask: np.ndarray, placement: str) -> np.ndarray:
+PLACEMENTS = ("anywhere", "subpleural", "costal")
+COSTAL_DEPTH_MM = 8.0  # how far inside the two lungs' outline a surface voxel still counts as costal
+
+
+def _lesion_centres(lung_mask: np.ndarray, placement: str, spacing_yx: tuple[float, float]) -> np.ndarray:
     """Flat indices (a third of argwhere's memory on big CTs) of the voxels a lesion may be centred on."""
-    if placement == "subpleural":
+    if placement in ("subpleural", "costal"):
         surface = lung_mask & ~ndimage.binary_erosion(lung_mask, border_value=1)
+        if placement == "costal":
+            surface &= costal_zone(lung_mask, spacing_yx)
         if surface.any():
             return np.flatnonzero(surface)
     return np.flatnonzero(lung_mask)
+
+
+def costal_zone(lung_mask: np.ndarray, spacing_yx: tuple[float, float], depth_mm: float = COSTAL_DEPTH_MM) -> np.ndarray:
+    """Voxels near the outline (per-slice convex hull) of both lungs together: the chest-wall side.
+
+    The mediastinum, the heart and the diaphragm dome lie between or inside the lungs on an axial slice, so
+    they are deep inside that outline; the ribs bound it. Surface voxels near it face the chest wall.
+    """
+    from skimage.morphology import convex_hull_image
+
+    zone = np.zeros(lung_mask.shape, bool)
+    for z in np.flatnonzero(lung_mask.reshape(len(lung_mask), -1).any(axis=1)):
+        hull = convex_hull_image(lung_mask[z])
+        zone[z] = hull & (ndimage.distance_transform_edt(hull, sampling=spacing_yx) <= depth_mm)
+    return zone
 
 
 def _check_inputs(ct: Volume, lungs: np.ndarray, spec: LesionSpec) -> None:
@@ -100,8 +123,8 @@ def _check_inputs(ct: Volume, lungs: np.ndarray, spec: LesionSpec) -> None:
     bad = sorted(set(spec.kinds) - {"ggo", "consolidation"})
     if bad or not spec.kinds:
         raise InputError(f"Unknown lesion kind(s) {bad or '(none)'}", "use 'ggo' and/or 'consolidation'")
-    if spec.placement not in ("anywhere", "subpleural"):
-        raise InputError(f"Unknown lesion placement '{spec.placement}'", "use 'anywhere' or 'subpleural'")
+    if spec.placement not in PLACEMENTS:
+        raise InputError(f"Unknown lesion placement '{spec.placement}'", f"use one of {', '.join(PLACEMENTS)}")
 
 
 def _irregular_blob(ct: Volume, center: np.ndarray, diameter_mm: float, irregularity: float,

@@ -71,6 +71,8 @@ class TrainConfig:
     crop_to_lungs: bool = False  # seed 5: crop each case to its lungs (+ margin) before slicing
     # lung models only: at inference the network adds dense lung to the classical lungs instead of replacing them
     combine_with_classical: bool = False
+    # inference averages each slice with its left-right mirror image (the card's ``test_time_mirror``)
+    test_time_mirror: bool = False
     augmentation: dict = field(default_factory=dict)
     synthetic_lesions: dict = field(default_factory=dict)  # {"copies": n, "count": [a, b], "kinds": [...]}
     # fine-tuning: start from this model's weights (a shipped model name or a model card path), same architecture

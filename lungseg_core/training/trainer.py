@@ -544,6 +544,8 @@ def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: Tr
     }
     if config.combine_with_classical:
         card["combine_with_classical"] = True
+    if config.test_time_mirror:
+        card["test_time_mirror"] = True
     if config.init_weights:
         card["training"]["fine_tuned_from"] = config.init_weights
     if config.crop_to_lungs:

@@ -13,6 +13,7 @@ from lungseg_core.preprocessing.intensity import LUNG_WINDOW, to_unit_range
 from lungseg_core.preprocessing.slices import (
     SliceLayout,
     SliceSpec,
+    labels_from_probabilities,
     prepare_labels,
     prepare_slices,
     resize_matrix,
@@ -129,7 +130,7 @@ def test_restore_outside_crop_is_background_and_sums_to_one(phantom):
     y0, y1, x0, x1 = layout.box
     assert y0 > 0  # the phantom body does not fill the image: there is an outside
     assert np.all(restored[0, :, :y0] == 1.0) and np.all(restored[1:, :, :y0] == 0.0)
-    np.testing.assert_array_equal(restore_labels(probs, layout), restored.argmax(axis=0))
+    np.testing.assert_array_equal(restore_labels(probs, layout), labels_from_probabilities(restored))
     with pytest.raises(ValueError):
         restore_probabilities(probs[:, :, :32], layout)
 
@@ -178,3 +179,14 @@ def test_real_ctchest4_body_crop_and_round_trip(ctchest4_path, ctchest4_referenc
     # body box 99 x 128 padded to 128: at size 128 the round trip is the identity
     _, same_size = prepare_slices(ct, SliceSpec(size=layout.side))
     np.testing.assert_array_equal(_round_trip(lungs, same_size), lungs)
+
+
+def test_background_is_decided_against_all_foreground_labels_together():
+    probs = np.array([[0.25, 0.6, 0.5, 0.1],    # background
+                      [0.40, 0.3, 0.1, 0.2],    # GGO
+                      [0.35, 0.1, 0.4, 0.7]])   # consolidation
+    # the first voxel is 75% infection: argmax would call it background
+    np.testing.assert_array_equal(labels_from_probabilities(probs), [1, 0, 0, 2])
+    assert probs.argmax(axis=0)[0] == 1 and labels_from_probabilities(probs).dtype == np.uint8
+    two = np.array([[0.7, 0.4], [0.3, 0.6]])
+    np.testing.assert_array_equal(labels_from_probabilities(two), two.argmax(axis=0))  # one label: argmax

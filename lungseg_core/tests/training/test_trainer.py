@@ -156,3 +156,18 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert json.loads(tuned.package.read_text())["training"]["fine_tuned_from"] == str(first.package)
     with pytest.raises(InputError, match="Cannot fine-tune"):
         train(tiny(recipe, init_weights=str(first.package), architecture_kwargs={"base_filters": 8, "depth": 2}), tmp_path / "other", device="cpu", log=None)
+
+
+def test_test_time_mirror_goes_from_config_to_card_to_inference(tmp_path, monkeypatch):
+    from lungseg_core.inference import segmenter as segmenter_module
+    from lungseg_core.synthetic import make_chest_phantom
+
+    recipe = next(p for p in CONFIGS if "infection" in p.name)
+    run = train(tiny(recipe, test_time_mirror=True), tmp_path / "run", device="cpu", log=None)
+    assert json.loads(run.package.read_text())["test_time_mirror"] is True
+    calls = []
+    real = segmenter_module.predict_labels
+    monkeypatch.setattr(segmenter_module, "predict_labels", lambda *a, **k: calls.append(k["mirror"]) or real(*a, **k))
+    phantom = make_chest_phantom(shape=(8, 48, 48), seed=1)
+    segmenter_module.Segmenter(str(run.package), "infection", device="cpu").predict(phantom.ct, lungs=phantom.lungs)
+    assert calls == [True]
