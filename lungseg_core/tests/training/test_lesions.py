@@ -101,13 +101,18 @@ def test_subpleural_lesions_open_onto_the_lung_surface(host):
         insert_lesions(host.ct, host.lungs, LesionSpec(placement="central"), seed=0)
 
 
-def test_costal_zone_is_the_chest_wall_side_of_two_lungs():
-    """Two half-discs facing each other: the flat (mediastinal) sides are deep inside the joint outline."""
-    from lungseg_core.synthetic.lesions import costal_zone
-
+def _two_half_disc_lungs(depth: int) -> np.ndarray:
+    """Two half-discs facing each other across a 16-pixel mediastinum (x 32..48), on ``depth`` slices."""
     yy, xx = np.mgrid[:60, :80]
     disc = (yy - 30) ** 2 + (xx - 40) ** 2 < 28 ** 2
-    lungs = np.stack([disc & ((xx < 32) | (xx > 48))] * 3)  # a 16-pixel mediastinum between two lungs
+    return np.stack([disc & ((xx < 32) | (xx > 48))] * depth)
+
+
+def test_costal_zone_is_the_chest_wall_side_of_two_lungs():
+    """The flat (mediastinal) sides of the half-discs are deep inside the joint outline."""
+    from lungseg_core.synthetic.lesions import costal_zone
+
+    lungs = _two_half_disc_lungs(3)
     zone = costal_zone(lungs, spacing_yx=(1.0, 1.0), depth_mm=4.0)
     assert zone[1, 30, 13] and zone[1, 4, 40] and zone[1, 30, 66]  # lateral walls, front of the hull
     assert not zone[1, 30, 31] and not zone[1, 30, 49]  # mediastinal surfaces of the lungs
@@ -116,11 +121,9 @@ def test_costal_zone_is_the_chest_wall_side_of_two_lungs():
 
 
 def test_costal_lesions_avoid_the_mediastinal_surface():
-    yy, xx = np.mgrid[:60, :80]
-    disc = (yy - 30) ** 2 + (xx - 40) ** 2 < 28 ** 2
-    lungs = np.stack([disc & ((xx < 32) | (xx > 48))] * 12).astype(np.uint8)
     from lungseg_core.io.volume import Volume
 
+    lungs = _two_half_disc_lungs(12).astype(np.uint8)
     ct = Volume(np.where(lungs > 0, -850, 40).astype(np.int16), spacing=(1.0, 1.0, 1.0), intensity="hu")
     medial = np.zeros(lungs.shape, bool)
     medial[:, 12:48, 26:54] = True  # along the flat sides, away from the outline's chords
