@@ -7,7 +7,8 @@
 Each CT (a file, or a folder holding one DICOM series) is loaded into Slicer's scene and segmented by the
 module's Logic, exactly as the Apply button does. For each case OUT gets what ``lungseg segment`` writes
 (CASE_lungs.nii.gz, CASE_infection.nii.gz, CASE.json) plus CASE.seg.nrrd saved by Slicer itself; a
-failing case is recorded and the batch goes on; OUT/manifest.csv lists every case; the exit status is 1
+failing case is recorded and the batch goes on; a case whose outputs all exist is skipped (rerunning an
+interrupted batch resumes it; --overwrite redoes it); OUT/manifest.csv lists every case; the exit status is 1
 if any case failed, 2 for bad arguments.
 
 The argument parsing and the batch loop take the logic as a parameter, so they are tested without Slicer.
@@ -47,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model id from Resources/models.json (default, threshold) or a NAME.json checkpoint")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where networks run (default: auto = GPU when present)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo cases whose outputs exist (by default a finished case is skipped, so rerunning an "
+                             "interrupted batch resumes it)")
     return parser
 
 
@@ -92,9 +95,11 @@ def _looks_like_dicom(path: Path) -> bool:
 
 
 def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], None] = print) -> int:
-    """Segment every case, write OUT/manifest.csv, return the exit status (0 all ok, 1 some failed)."""
-    from lungseg_core.inference.pipeline import CaseOutcome, write_manifest
-    from lungseg_core.io.readers import case_name
+    """Segment every case, write OUT/manifest.csv, return the exit status (0 all ok, 1 some failed).
+
+    Like ``lungseg segment``, a case whose outputs all exist is skipped unless ``--overwrite``, so rerunning
+    an interrupted batch resumes it; on Ctrl-C the manifest still lists what finished."""
+    from lungseg_core.inference.pipeline import CaseOutcome, plan_batch, unfinished_outcomes, write_manifest
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,25 +108,45 @@ def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], N
         log(f"batch_segment: error: no CT found in {', '.join(map(str, args.input))}")
         write_manifest(out_dir / "manifest.csv", [])
         return 1
-    outcomes = []
-    for index, path in enumerate(cases, start=1):
-        started = time.perf_counter()
-        try:
-            outputs = logic.segmentFileToFolder(path, out_dir, args.task, args.model, args.device, args.overwrite)
-            outcome = CaseOutcome(case_name(path), str(path), "ok", dict(outputs))
-        except Exception as exc:  # one bad case must not stop the batch
-            message = exc.one_line() if hasattr(exc, "one_line") else f"{type(exc).__name__}: {exc}"
-            if not hasattr(exc, "one_line"):
-                message += " | " + traceback.format_exc(limit=2).replace("\n", " ")[-300:]
-            outcome = CaseOutcome(case_name(path), str(path), "failed", error=message)
-        outcome.seconds = time.perf_counter() - started
-        outcomes.append(outcome)
-        status = "ok" if outcome.status == "ok" else f"FAILED: {outcome.error}"
-        log(f"[{index}/{len(cases)}] {outcome.case}: {status} ({outcome.seconds:.1f} s)")
+    outcomes: list[CaseOutcome | None] = [None] * len(cases)
+    todo = set(plan_batch(cases, out_dir, {"task": args.task, "overwrite": args.overwrite}, outcomes))
+    try:
+        for index, path in enumerate(cases):
+            if index in todo:
+                outcomes[index] = _segment_one(logic, path, out_dir, args)
+            outcome = outcomes[index]
+            status = {"ok": "ok", "skipped": f"skipped ({outcome.note})"}.get(outcome.status, f"FAILED: {outcome.error}")
+            log(f"[{index + 1}/{len(cases)}] {outcome.case}: {status} ({outcome.seconds:.1f} s)")
+    except KeyboardInterrupt:
+        write_manifest(out_dir / "manifest.csv", unfinished_outcomes(outcomes, cases))
+        log(f"interrupted; rerun the same command to resume. Manifest: {out_dir / 'manifest.csv'}")
+        return 130
     write_manifest(out_dir / "manifest.csv", outcomes)
-    failed = sum(o.status != "ok" for o in outcomes)
-    log(f"{len(outcomes) - failed} of {len(outcomes)} case(s) segmented; manifest: {out_dir / 'manifest.csv'}")
+    failed = sum(o.status not in ("ok", "skipped") for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    log(f"{len(outcomes) - failed - skipped} of {len(outcomes)} case(s) segmented"
+        + (f", {skipped} skipped (already done)" if skipped else "") + f"; manifest: {out_dir / 'manifest.csv'}")
     return 1 if failed else 0
+
+
+def _segment_one(logic: CaseLogic, path: Path, out_dir: Path, args: argparse.Namespace):
+    """One case through the Logic; any error becomes a failed outcome so the batch goes on."""
+    from lungseg_core.inference.pipeline import CaseOutcome
+    from lungseg_core.io.readers import case_name
+
+    started = time.perf_counter()
+    try:
+        outputs = logic.segmentFileToFolder(path, out_dir, args.task, args.model, args.device, args.overwrite)
+        outcome = CaseOutcome(case_name(path), str(path), "ok", dict(outputs))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # one bad case must not stop the batch
+        message = exc.one_line() if hasattr(exc, "one_line") else f"{type(exc).__name__}: {exc}"
+        if not hasattr(exc, "one_line"):
+            message += " | " + traceback.format_exc(limit=2).replace("\n", " ")[-300:]
+        outcome = CaseOutcome(case_name(path), str(path), "failed", error=message)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
 
 
 def main(argv: Sequence[str] | None = None, logic: CaseLogic | None = None,

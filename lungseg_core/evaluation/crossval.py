@@ -55,12 +55,12 @@ def train_folds(config, out_dir: Path, folds: int, device: str = "auto", epochs:
 
 
 def held_out_cases(config, fold: int, folds: int) -> list:
-    """The data-source entries the fold's model was validated on, by the trainer's own split."""
+    """The fold's test entries by the trainer's own split: cases its model neither trained nor picked its epoch on."""
     from lungseg_core.training.sampling import open_sources, split_entries
 
     entries, _, _ = open_sources(config, lambda _msg: None)
-    _, val_entries, _ = split_entries(entries, replace(config, folds=folds, fold=fold))
-    return val_entries
+    _, _, test_entries, _ = split_entries(entries, replace(config, folds=folds, fold=fold))
+    return test_entries
 
 
 def case_scores(pred: np.ndarray, ref: np.ndarray, labels: dict[int, str]) -> dict[str, float]:
@@ -79,20 +79,20 @@ def case_scores(pred: np.ndarray, ref: np.ndarray, labels: dict[int, str]) -> di
 
 
 def score_fold(config, run_dir: Path, fold: int, folds: int, device: str = "cpu") -> list[dict]:
-    """One row per held-out case of a trained fold."""
-    from lungseg_core.inference.device import resolve_device
-    from lungseg_core.inference.network import predict_labels
-    from lungseg_core.models import zoo
+    """One row per held-out case of a trained fold, predicted as ``lungseg segment`` would: lung networks
+    with their post-processing (and the classical fusion their card asks for), infection networks as they
+    are (the 2D slices have no lung labels to restrict them to)."""
+    from lungseg_core.inference.segmenter import Segmenter
     from lungseg_core.training.sampling import reduce_labels
 
-    card = zoo.resolve_card(str(Path(run_dir) / "model" / f"{config.name}.json"), config.task)
-    loaded = zoo.load_card(card, config.task, resolve_device(device))
-    labels = {int(k): v for k, v in card["labels"].items() if int(k) > 0}
+    segmenter = Segmenter(str(Path(run_dir) / "model" / f"{config.name}.json"), config.task, device)
+    labels = {int(k): v for k, v in segmenter.card["labels"].items() if int(k) > 0}
     rows = []
     for entry in held_out_cases(config, fold, folds):
         case = entry.case.load()
-        pred = predict_labels(loaded.network, case.image, card["slice_spec"], loaded.device,
-                              mirror=bool(card.get("test_time_mirror")))
+        pred = segmenter.network_labels(case.image)
+        if config.task == "lungs":
+            pred = reduce_labels(segmenter.lungs_from_network(pred, case.image), config.task, config.num_classes)
         ref = reduce_labels(case.labels, config.task, config.num_classes)
         rows.append({"fold": fold, "case": case.name, **case_scores(pred, ref, labels)})
     return rows

@@ -324,7 +324,7 @@ def segment_many(
                 outcomes[index] = run_one_case(path, out_dir, progress, case_options)
                 announce(index)
     except (KeyboardInterrupt, Cancelled):
-        write_manifest(out_dir / "manifest.csv", _with_unfinished(outcomes, inputs))
+        write_manifest(out_dir / "manifest.csv", unfinished_outcomes(outcomes, inputs))
         if log:
             finished = sum(o is not None for o in outcomes)
             log(f"interrupted: {finished} of {len(inputs)} case(s) finished or skipped; manifest: {out_dir / 'manifest.csv'}")
@@ -401,7 +401,7 @@ def finished_case_document(paths: dict[str, Path]) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def _with_unfinished(outcomes: list[CaseOutcome | None], inputs: list[Path]) -> list[CaseOutcome]:
+def unfinished_outcomes(outcomes: list[CaseOutcome | None], inputs: list[Path]) -> list[CaseOutcome]:
     """The manifest rows of an interrupted batch: what finished, and "not run" for the rest."""
     return [o if o is not None else CaseOutcome(case_name(p), str(p), "not run", note=NOT_RUN_NOTE)
             for o, p in zip(outcomes, inputs)]

@@ -78,20 +78,23 @@ class Segmenter:
 
             labels = classical_lungs(volume) if self.task == "lungs" else classical_infection(volume, lungs)
         else:
-            loaded = self._network()
-            if self.spatial_dims == 3:
-                labels = predict_labels_3d(loaded.network, volume, self.card, loaded.device, progress, cancel, kind=kind)
-            else:
-                labels = predict_labels(loaded.network, volume, self.card["slice_spec"], loaded.device,
-                                        self.batch_size, progress, cancel, kind=kind,
-                                        mirror=bool(self.card.get("test_time_mirror")))
+            labels = self.network_labels(volume, progress, cancel, kind)
             if self.task == "lungs":
-                labels = self._lungs_from_network(labels, volume)
+                labels = self.lungs_from_network(labels, volume)
         if self.task == "infection":
             labels = restrict_infection(labels, lungs)
         return labels.astype(np.uint8)
 
-    def _lungs_from_network(self, labels: np.ndarray, volume: Volume) -> np.ndarray:
+    def network_labels(self, volume: Volume, progress: ProgressCallback | None = None,
+                       cancel: threading.Event | None = None, kind: str | None = None) -> np.ndarray:
+        """The network's own labels, before any post-processing, with the card's inference options."""
+        loaded = self._network()
+        if self.spatial_dims == 3:
+            return predict_labels_3d(loaded.network, volume, self.card, loaded.device, progress, cancel, kind=kind)
+        return predict_labels(loaded.network, volume, self.card["slice_spec"], loaded.device, self.batch_size,
+                              progress, cancel, kind=kind, mirror=bool(self.card.get("test_time_mirror")))
+
+    def lungs_from_network(self, labels: np.ndarray, volume: Volume) -> np.ndarray:
         """Cleaned network lungs, or (cards with ``combine_with_classical``) the classical lungs plus the
         network's dense lung."""
         from lungseg_core.postprocessing import add_dense_lung, clean_lungs

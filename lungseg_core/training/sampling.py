@@ -226,23 +226,30 @@ def open_sources(config, say) -> tuple[list[_Entry], list[str], list[str]]:
     return entries, descriptions, notes
 
 
-def split_entries(entries: list, config) -> tuple[list, list, str | None]:
-    """(train, val, note): the config's patient-level split of the 'split' entries plus fixed roles."""
+def split_entries(entries: list, config) -> tuple[list, list, list, str | None]:
+    """(train, val, test, note): the config's patient-level split of the 'split' entries plus fixed roles.
+
+    With ``folds`` > 1 the held-out fold is the test set, which training never reads: the validation
+    patients that pick the best epoch and stop early come from the training folds (``val_fraction`` of
+    them), so a cross-validation score is not inflated by choosing the epoch on the cases it scores.
+    """
     pool = [e for e in entries if e.role == "split"]
     patients = [e.patient for e in pool]
+    test_idx: list[int] = []
+    train_idx = list(range(len(pool)))
     if config.folds > 1:
-        train_idx, val_idx = kfold_split(patients, config.folds, config.fold, config.seed)
-    else:
-        train_idx, val_idx = patient_split(patients, config.val_fraction, config.seed)
-    train = [pool[i] for i in train_idx] + [e for e in entries if e.role == "train"]
-    val = [pool[i] for i in val_idx] + [e for e in entries if e.role == "val"]
+        train_idx, test_idx = kfold_split(patients, config.folds, config.fold, config.seed)
+    inner_train, inner_val = patient_split([patients[i] for i in train_idx], config.val_fraction, config.seed)
+    train = [pool[train_idx[i]] for i in inner_train] + [e for e in entries if e.role == "train"]
+    val = [pool[train_idx[i]] for i in inner_val] + [e for e in entries if e.role == "val"]
+    test = [pool[i] for i in test_idx]
     note = None
     if not val:
         val = list(train)
-        note = "only one patient: validating on the training cases (no held-out estimate)"
+        note = "no validation patient: validating on the training cases (no held-out estimate)"
     elif not train:
         raise InputError("Every case went to validation", "lower val_fraction or add training cases")
-    return train, val, note
+    return train, val, test, note
 
 
 def _lesion_spec(config):
@@ -317,7 +324,10 @@ def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: 
 def build_training_data(config, say=lambda _msg: None) -> TrainingData:
     """Read every data source of ``config``, split by patient, and build the train/validation stacks."""
     entries, descriptions, notes = open_sources(config, say)
-    train_entries, val_entries, note = split_entries(entries, config)
+    train_entries, val_entries, test_entries, note = split_entries(entries, config)
+    if test_entries:
+        note = (f"fold {config.fold} of {config.folds}: {len(test_entries)} test case(s) held out for scoring, "
+                f"never read here" + (f"; {note}" if note else ""))
     if note:
         notes.append(note)
         say(note)

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 
 import batch_segment
+from lungseg_core.inference.pipeline import output_paths
 from lungseg_core.io.readers import case_name
 
 
 class FakeLogic:
-    """Records calls; fails for inputs whose name contains 'bad'; writes one output file per case."""
+    """Records calls; fails for inputs whose name contains 'bad'; writes a case's outputs as the Logic does."""
 
-    def __init__(self):
+    def __init__(self, interrupt_at: str | None = None):
         self.calls = []
+        self.interrupt_at = interrupt_at
 
     def segmentFileToFolder(self, input_path, out_dir, task, model, device, overwrite):
         self.calls.append((Path(input_path).name, task, model, device, overwrite))
         if "bad" in Path(input_path).name:
             raise ValueError("cannot read this CT")
-        out = Path(out_dir) / f"{case_name(Path(input_path))}.seg.nrrd"
-        out.write_text("x")
-        return {"segmentation": out}
+        if Path(input_path).name == self.interrupt_at:
+            raise KeyboardInterrupt
+        paths = output_paths(Path(out_dir), case_name(Path(input_path)), task)
+        for path in paths.values():
+            path.write_text(json.dumps({"case": path.stem}))
+        return paths
 
 
 def _touch(path: Path, content: bytes = b"data") -> Path:
@@ -72,7 +78,7 @@ def test_batch_continues_past_a_failing_case_and_writes_manifest(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [(r["case"], r["status"]) for r in rows] == [("one", "ok"), ("bad", "failed"), ("three", "ok")]
     assert "cannot read this CT" in rows[1]["error"]
-    assert rows[0]["outputs"] == "one.seg.nrrd"
+    assert "one.seg.nrrd" in rows[0]["outputs"]
     assert any("FAILED" in line for line in log)
 
 
@@ -95,6 +101,30 @@ def test_missing_input_is_a_failed_case_not_a_crash(tmp_path):
     assert status == 1
     rows = list(csv.DictReader(open(tmp_path / "out" / "manifest.csv", newline="")))
     assert rows[0]["status"] == "failed" and "does not exist" in rows[0]["error"]
+
+
+def _manifest(out: Path) -> list[tuple[str, str]]:
+    with open(out / "manifest.csv", newline="") as handle:
+        return [(r["case"], r["status"]) for r in csv.DictReader(handle)]
+
+
+def test_rerun_resumes_an_interrupted_batch_and_overwrite_redoes_it(tmp_path):
+    inputs = [str(_touch(tmp_path / "in" / n)) for n in ("a.nrrd", "b.nrrd", "c.nrrd")]
+    out = tmp_path / "out"
+    first = FakeLogic(interrupt_at="b.nrrd")
+    assert batch_segment.main(["-i", *inputs, "-o", str(out)], logic=first, log=lambda line: None) == 130
+    assert _manifest(out) == [("a", "ok"), ("b", "not run"), ("c", "not run")]
+
+    again = FakeLogic()
+    log = []
+    assert batch_segment.main(["-i", *inputs, "-o", str(out)], logic=again, log=log.append) == 0
+    assert [c[0] for c in again.calls] == ["b.nrrd", "c.nrrd"]  # the finished case is not redone
+    assert _manifest(out) == [("a", "skipped"), ("b", "ok"), ("c", "ok")]
+    assert "2 of 3 case(s) segmented, 1 skipped" in log[-1]
+
+    redo = FakeLogic()
+    assert batch_segment.main(["-i", *inputs, "-o", str(out), "--overwrite"], logic=redo, log=lambda line: None) == 0
+    assert [c[0] for c in redo.calls] == ["a.nrrd", "b.nrrd", "c.nrrd"] and all(c[4] for c in redo.calls)
 
 
 def test_script_arguments_follow_the_script_path(monkeypatch):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lungseg_core.errors import InputError
+from lungseg_core.evaluation.crossval import held_out_cases
 from lungseg_core.preprocessing.slices import SliceSpec
 from lungseg_core.synthetic import make_chest_phantom
 from lungseg_core.training.config import TrainConfig
@@ -64,6 +65,23 @@ def test_training_data_split_by_patient_from_config():
     assert len(data.train) == 6 and len(data.val) == 4
     image, labels = SliceDataset(data.train)[0]
     assert image.shape == (1, 32, 32) and labels.dtype.is_floating_point is False
+
+
+def test_a_cross_validation_fold_never_reads_its_test_cases():
+    config = TrainConfig.from_dict({
+        "name": "t", "task": "lungs", "architecture": "unet", "num_classes": 3,
+        "data": [{"layout": "phantom", "options": {"cases": 10, "shape": [8, 32, 32]}}],
+        "slice_spec": {"size": 32, "context": 0}, "val_fraction": 0.25, "max_slices_per_case": 1,
+        "folds": 5, "fold": 2,
+    })
+    messages = []
+    data = build_training_data(config, messages.append)
+    test = {e.case.name for e in held_out_cases(config, 2, 5)}
+    assert len(test) == 2
+    # the epoch is picked on patients of the training folds, not on the fold's test cases
+    assert test.isdisjoint(data.train_cases) and test.isdisjoint(data.val_cases)
+    assert len(data.val_cases) == 2 and len(data.train_cases) == 6
+    assert any("2 test case(s) held out" in m for m in messages)
 
 
 def test_lesion_hosts_give_infection_labels():
