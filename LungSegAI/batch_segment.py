@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import traceback
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -99,7 +97,8 @@ def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], N
 
     Like ``lungseg segment``, a case whose outputs all exist is skipped unless ``--overwrite``, so rerunning
     an interrupted batch resumes it; on Ctrl-C the manifest still lists what finished."""
-    from lungseg_core.inference.pipeline import CaseOutcome, plan_batch, unfinished_outcomes, write_manifest
+    from lungseg_core.inference.pipeline import (batch_summary, outcome_line, plan_batch, unfinished_outcomes,
+                                                 write_manifest)
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,45 +107,32 @@ def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], N
         log(f"batch_segment: error: no CT found in {', '.join(map(str, args.input))}")
         write_manifest(out_dir / "manifest.csv", [])
         return 1
-    outcomes: list[CaseOutcome | None] = [None] * len(cases)
+    outcomes = [None] * len(cases)
     todo = set(plan_batch(cases, out_dir, {"task": args.task, "overwrite": args.overwrite}, outcomes))
     try:
         for index, path in enumerate(cases):
             if index in todo:
                 outcomes[index] = _segment_one(logic, path, out_dir, args)
-            outcome = outcomes[index]
-            status = {"ok": "ok", "skipped": f"skipped ({outcome.note})"}.get(outcome.status, f"FAILED: {outcome.error}")
-            log(f"[{index + 1}/{len(cases)}] {outcome.case}: {status} ({outcome.seconds:.1f} s)")
+            log(outcome_line(outcomes[index], index, len(cases)))
     except KeyboardInterrupt:
         write_manifest(out_dir / "manifest.csv", unfinished_outcomes(outcomes, cases))
         log(f"interrupted; rerun the same command to resume. Manifest: {out_dir / 'manifest.csv'}")
         return 130
     write_manifest(out_dir / "manifest.csv", outcomes)
-    failed = sum(o.status not in ("ok", "skipped") for o in outcomes)
-    skipped = sum(o.status == "skipped" for o in outcomes)
-    log(f"{len(outcomes) - failed - skipped} of {len(outcomes)} case(s) segmented"
-        + (f", {skipped} skipped (already done)" if skipped else "") + f"; manifest: {out_dir / 'manifest.csv'}")
-    return 1 if failed else 0
+    log(f"{batch_summary(outcomes)}; manifest: {out_dir / 'manifest.csv'}")
+    return 1 if any(o.status not in ("ok", "skipped") for o in outcomes) else 0
 
 
 def _segment_one(logic: CaseLogic, path: Path, out_dir: Path, args: argparse.Namespace):
-    """One case through the Logic; any error becomes a failed outcome so the batch goes on."""
-    from lungseg_core.inference.pipeline import CaseOutcome
+    """One case through the Logic; an error becomes a failed outcome so the batch goes on."""
+    from lungseg_core.inference.pipeline import CaseOutcome, guarded_outcome
     from lungseg_core.io.readers import case_name
 
-    started = time.perf_counter()
-    try:
+    def work() -> CaseOutcome:
         outputs = logic.segmentFileToFolder(path, out_dir, args.task, args.model, args.device, args.overwrite)
-        outcome = CaseOutcome(case_name(path), str(path), "ok", dict(outputs))
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # one bad case must not stop the batch
-        message = exc.one_line() if hasattr(exc, "one_line") else f"{type(exc).__name__}: {exc}"
-        if not hasattr(exc, "one_line"):
-            message += " | " + traceback.format_exc(limit=2).replace("\n", " ")[-300:]
-        outcome = CaseOutcome(case_name(path), str(path), "failed", error=message)
-    outcome.seconds = time.perf_counter() - started
-    return outcome
+        return CaseOutcome(case_name(path), str(path), "ok", dict(outputs))
+
+    return guarded_outcome(path, work)
 
 
 def main(argv: Sequence[str] | None = None, logic: CaseLogic | None = None,

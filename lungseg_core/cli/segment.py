@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lungseg_core.errors import InputError
 from lungseg_core.inference.device import DEVICE_CHOICES, resolve_device
-from lungseg_core.inference.pipeline import INTENSITY_CHOICES, TASK_CHOICES, segment_many
+from lungseg_core.inference.pipeline import INTENSITY_CHOICES, TASK_CHOICES, batch_summary, segment_many
 from lungseg_core.io.readers import VOLUME_SUFFIXES, is_image_file
 from lungseg_core.models import zoo
 from lungseg_core.cli.progress import progress_printer
@@ -105,11 +105,8 @@ def run(args: argparse.Namespace) -> int:
               "left. Run the same command again to resume: finished cases are skipped.", file=sys.stderr)
         return 130
     failed = [o for o in outcomes if o.status not in ("ok", "skipped")]
-    skipped = sum(o.status == "skipped" for o in outcomes)
     if not args.quiet:
-        done = len(outcomes) - len(failed) - skipped
-        print(f"{done} of {len(outcomes)} case(s) segmented" + (f", {skipped} skipped (already done)" if skipped else "")
-              + f"; manifest: {manifest}")
+        print(f"{batch_summary(outcomes)}; manifest: {manifest}")
     for outcome in failed:
         print(f"lungseg segment: error: {outcome.case}: {outcome.error}", file=sys.stderr)
     return 1 if failed else 0

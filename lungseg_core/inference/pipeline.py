@@ -308,9 +308,7 @@ def segment_many(
     def announce(index: int) -> None:
         outcome = outcomes[index]
         if log and outcome is not None:
-            status = {"ok": "ok", "skipped": f"skipped ({outcome.note})"}.get(outcome.status, f"FAILED: {outcome.error}")
-            status += f"; {outcome.note}" if outcome.note and outcome.status == "ok" else ""
-            log(f"[{index + 1}/{len(inputs)}] {outcome.case}: {status} ({outcome.seconds:.1f} s)")
+            log(outcome_line(outcome, index, len(inputs)))
 
     try:
         for index in range(len(inputs)):
@@ -346,9 +344,14 @@ BATCH_FILES = ("manifest.csv", "summary.csv", "summary.png")
 
 def run_one_case(path: Path, out_dir: Path, progress: ProgressCallback | None, case_options: dict[str, Any]) -> CaseOutcome:
     """:func:`segment_case` for a batch: a user error or a bug becomes a failed outcome, not an exception."""
+    return guarded_outcome(path, lambda: segment_case(path, out_dir, progress=progress, **case_options))
+
+
+def guarded_outcome(path: Path, work: Callable[[], CaseOutcome]) -> CaseOutcome:
+    """``work()`` timed; a user error or a bug becomes a failed outcome (Ctrl-C and cancelling still stop)."""
     started = time.perf_counter()
     try:
-        outcome = segment_case(path, out_dir, progress=progress, **case_options)
+        outcome = work()
     except LungSegError as exc:
         outcome = CaseOutcome(case_name(path), str(path), "failed", error=exc.one_line())
     except Cancelled:
@@ -358,6 +361,20 @@ def run_one_case(path: Path, out_dir: Path, progress: ProgressCallback | None, c
         outcome.error += " | " + traceback.format_exc(limit=3).replace("\n", " ")[-400:]
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def outcome_line(outcome: CaseOutcome, index: int, total: int) -> str:
+    """The progress line of one case of a batch."""
+    status = {"ok": "ok", "skipped": f"skipped ({outcome.note})"}.get(outcome.status, f"FAILED: {outcome.error}")
+    status += f"; {outcome.note}" if outcome.note and outcome.status == "ok" else ""
+    return f"[{index + 1}/{total}] {outcome.case}: {status} ({outcome.seconds:.1f} s)"
+
+
+def batch_summary(outcomes: list[CaseOutcome]) -> str:
+    """'N of M case(s) segmented[, K skipped (already done)]'."""
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    done = sum(o.status == "ok" for o in outcomes)
+    return f"{done} of {len(outcomes)} case(s) segmented" + (f", {skipped} skipped (already done)" if skipped else "")
 
 
 def plan_batch(inputs: list[Path], out_dir: Path, case_options: dict[str, Any], outcomes: list[CaseOutcome | None]) -> list[int]:
