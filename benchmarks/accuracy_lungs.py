@@ -13,6 +13,10 @@
 3. LIDC-IDRI-0002 (skipped when ../shared/data is absent): lung voxels the model puts more than 5 mm from
    the classical pseudo-label (whose pictures were checked: trachea, bronchi and bowel gas are outside it),
    and how many of those are air (HU < -900): trachea, main bronchi or bowel gas labelled as lung.
+   Then the subpleural and costal consolidation of check 2 inserted into LIDC-IDRI-0002 (thin slices), scored
+   against that pseudo-label.
+4. TotalSegmentator's abdominal example CT (lung bases above the liver dome; skipped when absent): lung mL
+   more than 5 mm from the classical lungs, where a network mistakes the liver dome for lung.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from lungseg_core.labels import LEFT_LUNG, RIGHT_LUNG
 from lungseg_core.metrics.overlap import dice
 from lungseg_core.synthetic.lesions import LesionSpec, insert_lesions
 
-LIDC_0002 = Path(__file__).resolve().parents[2] / "shared" / "data" / "lidc" / "LIDC-IDRI-0002.nii.gz"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LIDC_0002 = SHARED_DATA / "lidc" / "LIDC-IDRI-0002.nii.gz"
+LUNG_BASES_CT = SHARED_DATA / "totalsegmentator_example" / "example_ct.nii.gz"
 # Consolidation-heavy lesions: the hard case for thresholding (dense lung looks like soft tissue).
 STRESS_LESIONS = {
     "ctchest4_lesions": LesionSpec(count=(3, 6), kinds=("consolidation", "consolidation", "ggo"), diameter_mm=(30.0, 70.0)),
@@ -76,8 +82,8 @@ def stress_checks(segmenter: Segmenter, ct, ref: np.ndarray, spec: LesionSpec, s
     return summary
 
 
-def lidc_checks(segmenter: Segmenter, pseudo: np.ndarray) -> dict:
-    ct = read_volume(LIDC_0002)
+def far_checks(segmenter: Segmenter, ct, pseudo: np.ndarray, name: str) -> dict:
+    """Lung the model puts more than ``FAR_MM`` from the checked classical lungs, and the air among it."""
     started = time.perf_counter()
     pred = segmenter.predict(ct)
     seconds = time.perf_counter() - started
@@ -85,11 +91,25 @@ def lidc_checks(segmenter: Segmenter, pseudo: np.ndarray) -> dict:
     air = ct.array < AIR_HU  # trachea, bronchi outside the lungs, bowel gas, outside air
     voxel_ml = float(np.prod(ct.spacing)) / 1000
     return {
-        "lidc0002_dice_vs_pseudo": per_lung_dice(pred, pseudo),
-        "lidc0002_far_ml": round(far.sum() * voxel_ml, 2),
-        "lidc0002_far_air_voxels": int((far & air).sum()),
-        "lidc0002_seconds": round(seconds, 2),
+        f"{name}_dice_vs_pseudo": per_lung_dice(pred, pseudo),
+        f"{name}_far_ml": round(far.sum() * voxel_ml, 2),
+        f"{name}_far_air_voxels": int((far & air).sum()),
+        f"{name}_seconds": round(seconds, 2),
     }
+
+
+def lidc_checks(segmenter: Segmenter, seeds: int) -> dict:
+    ct = read_volume(LIDC_0002)
+    pseudo = Segmenter("threshold", "lungs").predict(ct)
+    result = far_checks(segmenter, ct, pseudo, "lidc0002")
+    for case in ("subpleural", "costal"):
+        result[f"lidc0002_{case}"] = stress_checks(segmenter, ct, pseudo, STRESS_LESIONS[f"ctchest4_{case}"], seeds)
+    return result
+
+
+def lung_bases_checks(segmenter: Segmenter) -> dict:
+    ct = read_volume(LUNG_BASES_CT)
+    return far_checks(segmenter, ct, Segmenter("threshold", "lungs").predict(ct), "lung_bases")
 
 
 def main() -> None:
@@ -99,14 +119,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
     results = {}
-    pseudo = None
-    if LIDC_0002.exists():
-        pseudo = Segmenter("threshold", "lungs").predict(read_volume(LIDC_0002))
     for model in args.model or ["threshold", "default"]:
         segmenter = Segmenter(model, "lungs", device="cpu")
         result = ctchest4_checks(segmenter, args.lesion_seeds)
         if LIDC_0002.exists():
-            result.update(lidc_checks(segmenter, pseudo))
+            result.update(lidc_checks(segmenter, args.lesion_seeds))
+        if LUNG_BASES_CT.exists():
+            result.update(lung_bases_checks(segmenter))
         results[segmenter.name] = result
         print(json.dumps({segmenter.name: result}, indent=1))
     if args.json:

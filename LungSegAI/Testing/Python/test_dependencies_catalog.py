@@ -99,6 +99,18 @@ def test_catalog_lists_classical_default_and_user_checkpoint():
         catalog.find_choice(choices, "nope")
 
 
+def test_catalog_offers_every_shipped_lung_network_by_its_zoo_name():
+    from lungseg_core.models import zoo
+
+    choices = catalog.load_catalog()
+    shipped = [card["name"] for card in zoo.shipped_cards() if card["task"] == "lungs"]
+    assert shipped, "a lung network ships inside lungseg_core"
+    for name in shipped:
+        choice = catalog.find_choice(choices, name)
+        assert choice.needs_torch and catalog.resolve_models(choice) == (name, "default")
+        assert zoo.resolve_card(choice.lung_model, "lungs")["name"] == name
+
+
 def test_user_checkpoint_replaces_the_network_of_its_task(tmp_path):
     choice = catalog.find_choice(catalog.load_catalog(), "checkpoint")
     card = tmp_path / "mine.json"

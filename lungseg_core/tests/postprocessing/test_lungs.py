@@ -171,3 +171,31 @@ def test_add_dense_lung_adds_only_dense_regions_touching_the_lungs():
     np.testing.assert_array_equal(fused[classical > 0], classical[classical > 0])  # nothing classical is lost
     assert dice(fused > 0, reference > 0) > dice(classical > 0, reference > 0)
     np.testing.assert_array_equal(add_dense_lung(classical, np.zeros_like(network), hu, ct), classical)
+
+
+@pytest.mark.parametrize("name", list(ORIENTATIONS))
+def test_add_dense_lung_leaves_out_tissue_with_lung_beyond_it(name):
+    """Dense tissue inside a lung's curve (liver dome, heart) is not a consolidated bay of the lung."""
+    from lungseg_core.postprocessing import add_dense_lung
+
+    phantom = make_chest_phantom(shape=(16, 64, 64), ggo=False, consolidation=False, seed=2)
+    reference = phantom.lungs
+    _, y_of_right, x_of_right = np.nonzero(reference == 1)
+    rows, columns = np.arange(reference.shape[1])[None, :, None], np.arange(reference.shape[2])[None, None, :]
+    slices = np.zeros(reference.shape, bool)
+    slices[5:11] = True
+    # a dome pushed into the right lung from the middle: lung wraps it on every side but the medial one
+    radius = (x_of_right.max() - x_of_right.min()) / 2
+    dome = slices & (reference == 1) & ((columns - x_of_right.max()) ** 2 + (rows - y_of_right.mean()) ** 2 < radius ** 2)
+    bay = slices & (reference == 2) & (columns > np.nonzero(reference == 2)[2].max() - 4)  # lateral rim: open
+    classical = np.where(dome | bay, 0, reference).astype(np.uint8)
+    hu = np.where(dome | bay, 40.0, phantom.ct.array).astype(np.float32)
+    network = dome | bay | (reference > 0)
+    ct = Volume(hu, phantom.ct.spacing, phantom.ct.origin, phantom.ct.direction)
+    flips = ORIENTATIONS[name]
+    fused = add_dense_lung(*(flip_axes(Volume(a, ct.spacing, ct.origin, ct.direction), flips).array
+                             for a in (classical, network, hu)), flip_axes(ct, flips))
+    fused = flip_axes(Volume(fused, ct.spacing, ct.origin, ct.direction), flips).array  # back to LPS storage
+
+    assert not fused[dome].any()
+    np.testing.assert_array_equal(fused[bay], 2)
