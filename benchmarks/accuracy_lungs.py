@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -98,9 +99,15 @@ def far_checks(segmenter: Segmenter, ct, pseudo: np.ndarray, name: str) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=None)
+def with_classical_lungs(path: Path):
+    """A CT and its classical lungs (the checked pseudo-label), read once for every model checked."""
+    ct = read_volume(path)
+    return ct, Segmenter("threshold", "lungs").predict(ct)
+
+
 def lidc_checks(segmenter: Segmenter, seeds: int) -> dict:
-    ct = read_volume(LIDC_0002)
-    pseudo = Segmenter("threshold", "lungs").predict(ct)
+    ct, pseudo = with_classical_lungs(LIDC_0002)
     result = far_checks(segmenter, ct, pseudo, "lidc0002")
     for case in ("subpleural", "costal"):
         result[f"lidc0002_{case}"] = stress_checks(segmenter, ct, pseudo, STRESS_LESIONS[f"ctchest4_{case}"], seeds)
@@ -108,8 +115,7 @@ def lidc_checks(segmenter: Segmenter, seeds: int) -> dict:
 
 
 def lung_bases_checks(segmenter: Segmenter) -> dict:
-    ct = read_volume(LUNG_BASES_CT)
-    return far_checks(segmenter, ct, Segmenter("threshold", "lungs").predict(ct), "lung_bases")
+    return far_checks(segmenter, *with_classical_lungs(LUNG_BASES_CT), "lung_bases")
 
 
 def main() -> None:

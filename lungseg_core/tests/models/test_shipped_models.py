@@ -13,14 +13,11 @@ SHIPPED_LUNGS = "lungsegai-lungs"
 
 
 @pytest.fixture(scope="module")
-def ctchest4():
+def ctchest4(ctchest4_path, ctchest4_reference):
     """slicerio's real chest CT (never used for training) and its expert right/left lung labels."""
-    import slicerio
+    from lungseg_core.io import read_volume
 
-    from lungseg_core.io import read_labelmap, read_volume
-
-    ct = read_volume(slicerio.get_testdata_file("CTChest4.nrrd"))
-    return ct, read_labelmap(slicerio.get_testdata_file("Segmentation.seg.nrrd"), "lungs").array
+    return read_volume(ctchest4_path), ctchest4_reference.array
 
 
 def _per_lung_dice(pred, ref):

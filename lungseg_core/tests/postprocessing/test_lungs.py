@@ -192,10 +192,11 @@ def test_add_dense_lung_leaves_out_tissue_with_lung_beyond_it(name):
     hu = np.where(dome | bay, 40.0, phantom.ct.array).astype(np.float32)
     network = dome | bay | (reference > 0)
     ct = Volume(hu, phantom.ct.spacing, phantom.ct.origin, phantom.ct.direction)
-    flips = ORIENTATIONS[name]
-    fused = add_dense_lung(*(flip_axes(Volume(a, ct.spacing, ct.origin, ct.direction), flips).array
-                             for a in (classical, network, hu)), flip_axes(ct, flips))
-    fused = flip_axes(Volume(fused, ct.spacing, ct.origin, ct.direction), flips).array  # back to LPS storage
+
+    def stored(array):  # the array as the reoriented CT stores it (flipping twice restores LPS storage)
+        return flip_axes(Volume(array, ct.spacing, ct.origin, ct.direction), ORIENTATIONS[name]).array
+
+    fused = stored(add_dense_lung(stored(classical), stored(network), stored(hu), flip_axes(ct, ORIENTATIONS[name])))
 
     assert not fused[dome].any()
     np.testing.assert_array_equal(fused[bay], 2)
