@@ -90,9 +90,10 @@ def score_fold(config, run_dir: Path, fold: int, folds: int, device: str = "cpu"
     rows = []
     for entry in held_out_cases(config, fold, folds):
         case = entry.case.load()
-        pred = segmenter.network_labels(case.image)
         if config.task == "lungs":
-            pred = reduce_labels(segmenter.lungs_from_network(pred, case.image), config.task, config.num_classes)
+            pred = reduce_labels(segmenter.network_lungs(case.image), config.task, config.num_classes)
+        else:
+            pred = segmenter.network_labels(case.image)
         ref = reduce_labels(case.labels, config.task, config.num_classes)
         rows.append({"fold": fold, "case": case.name, **case_scores(pred, ref, labels)})
     return rows

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from lungseg_core.io.volume import Volume, patient_left_score
 from lungseg_core.labels import LEFT_LUNG, RIGHT_LUNG
-from lungseg_core.preprocessing.cropping import body_component, bounding_box
+from lungseg_core.preprocessing.cropping import BODY_THRESHOLD_HU, bounding_box
 
 log = logging.getLogger(__name__)
 
@@ -367,16 +367,12 @@ def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, 
     candidates = np.asarray(network_lung, bool) & (lungs == 0) & (np.asarray(hu) >= DENSE_LUNG_MIN_HU)
     if not candidates.any() or not lungs.any():
         return lungs.astype(np.uint8)
-    candidates &= open_to_chest_wall(candidates, lungs > 0, volume)
+    candidates &= open_to_chest_wall(candidates, lungs > 0, hu, volume)
     if not candidates.any():
         return lungs.astype(np.uint8)
     box = bounding_box(candidates | (lungs > 0), 1)
     regions, count = ndimage.label(candidates[box])
-    touching = np.stack([
-        np.bincount(regions[ndimage.binary_dilation(lungs[box] == value) & (regions > 0)], minlength=count + 1)
-        for value in (RIGHT_LUNG, LEFT_LUNG)
-    ])  # touching[side, region]: face contacts of each region with each lung
-    # region 0 (background) touches nothing, since only regions > 0 were counted
+    touching = _voxels_touching(regions, count, lungs[box], (RIGHT_LUNG, LEFT_LUNG))
     side_of_region = np.where(touching.max(axis=0) > 0, np.argmax(touching, axis=0) + 1, 0).astype(np.uint8)
     out = lungs.astype(np.uint8, copy=True)
     in_box = out[box]
@@ -389,44 +385,90 @@ def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, 
     return out
 
 
-def open_to_chest_wall(candidates: np.ndarray, lungs: np.ndarray, volume: Volume) -> np.ndarray:
+def _voxels_touching(regions: np.ndarray, count: int, labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
+    """(len(values), count + 1): per label value, how many voxels of each region share a face with it.
+
+    Looks only at the regions' own voxels and their 6 neighbours, not at whole-box dilations: the regions
+    are a small fraction of the box. Region 0 (background) counts nothing.
+    """
+    coords = np.nonzero(regions)
+    owner = regions[coords]
+    touching = np.zeros((len(values), count + 1), np.int64)
+    for row, value in enumerate(values):
+        near = np.zeros(len(owner), bool)
+        for axis in range(regions.ndim):
+            for shift in (-1, 1):
+                moved = coords[axis] + shift
+                valid = (moved >= 0) & (moved < regions.shape[axis])
+                neighbour = tuple(np.where(valid, moved, 0) if a == axis else coords[a] for a in range(regions.ndim))
+                near |= valid & (labels[neighbour] == value)
+        touching[row] = np.bincount(owner[near], minlength=count + 1)
+    return touching
+
+
+def open_to_chest_wall(candidates: np.ndarray, lungs: np.ndarray, hu: np.ndarray, volume: Volume) -> np.ndarray:
     """The ``candidates`` with no lung beyond them on the ray out from the body's centre, slice by slice.
 
     Consolidation that thresholding misses lies between the lung and the chest wall: nothing but chest wall
     is further out. The liver dome and the heart, which a 2D network mistakes for lung at the bases on thick
     slices, lie inside a lung's curve: lung lies further out on the same ray (measured on CTChest4 with the
-    checks of ``benchmarks/accuracy_lungs.py``).
+    checks of ``benchmarks/accuracy_lungs.py``). A ray ends where it leaves the body: tissue above
+    ``BODY_THRESHOLD_HU`` with its holes filled, found only in the slices that hold candidates (a few
+    2D passes instead of labelling the whole CT, which would dominate time and memory).
     """
     view = CanonicalView(volume)
-    body = fill_holes(body_component(volume), axis=axial_axis(volume))  # a ray leaving it has left the chest
-    candidates_c, lungs_c, body_c = (view.forward(np.asarray(a, bool)) for a in (candidates, lungs, body))
-    spacing_yx = np.asarray(view.spacing_zyx[1:], float)
+    candidates_c, lungs_c, hu_c = view.forward(np.asarray(candidates, bool)), view.forward(lungs), view.forward(hu)
+    planes = np.flatnonzero(candidates_c.any(axis=(1, 2)))
+    body = fill_holes(hu_c[planes] > BODY_THRESHOLD_HU, axis=0)  # a ray leaving it has left the chest
+    points = np.argwhere(candidates_c[planes])  # (plane, row, column); all planes marched together
+    counts = np.maximum(body.sum(axis=(1, 2)), 1)
+    centres = np.stack([np.arange(len(planes)), *(np.einsum("zyx,yx->z", body, grid) / counts
+                        for grid in np.indices(body.shape[1:]))], axis=1)
+    centres[body.sum(axis=(1, 2)) == 0, 1:] = np.asarray(body.shape[1:]) / 2
+    covered = _lung_beyond(points, centres[points[:, 0]], lungs_c[planes], body, np.asarray(view.spacing_zyx[1:], float))
     open_c = np.zeros(candidates_c.shape, bool)
-    for z in np.flatnonzero(candidates_c.any(axis=(1, 2))):
-        points = np.argwhere(candidates_c[z])
-        body_points = np.argwhere(body_c[z])
-        centre = body_points.mean(axis=0) if len(body_points) else np.asarray(candidates_c.shape[1:]) / 2
-        covered = _lung_beyond(points, centre, lungs_c[z], body_c[z], spacing_yx)
-        open_c[z][tuple(points[~covered].T)] = True
+    open_c[planes[points[~covered, 0]], points[~covered, 1], points[~covered, 2]] = True
     return np.ascontiguousarray(view.backward(open_c))
 
 
-def _lung_beyond(points: np.ndarray, centre: np.ndarray, lungs: np.ndarray, body: np.ndarray,
+def _lung_beyond(points: np.ndarray, centres: np.ndarray, lungs: np.ndarray, body: np.ndarray,
                  spacing_yx: np.ndarray) -> np.ndarray:
-    """For each (row, column) point of one slice: does the ray from ``centre`` through it meet lung further out
-    before it leaves the body? Marched in steps of one voxel; a ray stops as soon as it is decided."""
+    """For each (plane, row, column) point: does the in-plane ray from its plane's centre (same layout)
+    through it meet lung further out before it leaves the body? Marched in steps of one voxel; a ray stops
+    as soon as it is decided, and at the latest where it leaves the box of its plane's lung (a straight ray
+    never comes back into a box), so rays through the chest wall end at once."""
     step_mm = float(spacing_yx.min())
-    outward_mm = (points - centre) * spacing_yx
-    unit_vox = outward_mm / (np.linalg.norm(outward_mm, axis=1, keepdims=True) + 1e-6) / spacing_yx
+    spacing = np.concatenate([[1.0], spacing_yx])
+    outward_mm = (points - centres) * spacing
+    outward_mm[:, 0] = 0.0
+    unit_vox = outward_mm / (np.linalg.norm(outward_mm, axis=1, keepdims=True) + 1e-6) / spacing
+    last_mm = _distance_to_leave_box(points, unit_vox, lungs)
     covered = np.zeros(len(points), bool)
     active = np.arange(len(points))
     distance = step_mm
     while active.size:
-        ahead = np.rint(points[active] + unit_vox[active] * distance).astype(int)
-        inside = np.all((ahead >= 0) & (ahead < lungs.shape), axis=1)
-        active, ahead = active[inside], ahead[inside]
-        hit = lungs[ahead[:, 0], ahead[:, 1]]
+        active = active[last_mm[active] >= distance]
+        ahead = np.rint(points[active] + unit_vox[active] * distance).astype(np.intp)
+        hit = lungs[ahead[:, 0], ahead[:, 1], ahead[:, 2]]
         covered[active[hit]] = True
-        active = active[~hit & body[ahead[:, 0], ahead[:, 1]]]
+        active = active[~hit & body[ahead[:, 0], ahead[:, 1], ahead[:, 2]]]
         distance += step_mm
     return covered
+
+
+def _distance_to_leave_box(points: np.ndarray, unit_vox: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Distance along each ray (``points`` + ``unit_vox`` x distance, per plane of ``mask``) past which it is
+    outside its plane's bounding box of ``mask`` for good; negative where the ray never meets that box."""
+    last = np.full(len(points), np.inf)
+    for axis, extent in ((1, mask.any(axis=2)), (2, mask.any(axis=1))):  # (plane, row) and (plane, column)
+        present = extent.any(axis=1)
+        # 0.49: a position within the box rounds to an index within it (and within the array)
+        low = np.argmax(extent, axis=1) - 0.49
+        high = extent.shape[1] - 1 - np.argmax(extent[:, ::-1], axis=1) + 0.49
+        speed, position, plane = unit_vox[:, axis], points[:, axis], points[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            exit_at = np.where(speed > 0, (high[plane] - position) / speed,
+                               np.where(speed < 0, (low[plane] - position) / speed, np.inf))
+        inside_now = (position >= low[plane]) & (position <= high[plane])
+        last = np.minimum(last, np.where((speed == 0) & ~inside_now | ~present[plane], -1.0, exit_at))
+    return last

@@ -1,4 +1,4 @@
-"""Whole-volume slice prediction: test-time mirroring."""
+"""Whole-volume slice prediction: test-time mirroring, predicting chosen planes only."""
 
 from __future__ import annotations
 
@@ -32,3 +32,15 @@ def test_mirroring_removes_a_side_dependent_error():
     assert not np.array_equal(plain, plain[..., ::-1])  # the bias shifts the foreground to one side
     np.testing.assert_array_equal(mirrored, mirrored[..., ::-1])  # mirrored: symmetric image, symmetric labels
     assert 0 < mirrored.sum() < mirrored.size
+
+
+def test_only_the_chosen_planes_are_predicted_those_between_interpolated_the_others_background():
+    spec = {"size": 32, "context": 0, "window": [0, 255], "crop_to_body": False}
+    image = _symmetric_volume().array[0]
+    dim = np.where(image > 128, 150.0, image)  # a plane whose bright middle is narrower
+    volume = Volume(np.stack([image, image, dim, image, image, image]), intensity="display")
+    every = predict_labels(_SideBiasedNetwork(), volume, spec, "cpu", kind="display")
+    chosen = predict_labels(_SideBiasedNetwork(), volume, spec, "cpu", kind="display", planes=np.array([1, 4]))
+    assert every.any(axis=(1, 2)).all() and not np.array_equal(every[2], every[1])
+    np.testing.assert_array_equal(chosen[[1, 2, 3, 4]], every[[1, 1, 1, 4]])  # 2 and 3: between two like planes
+    assert not chosen[[0, 5]].any()

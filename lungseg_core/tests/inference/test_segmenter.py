@@ -107,3 +107,47 @@ def test_network_combined_with_classical_only_adds_dense_lung(tmp_path, phantom)
     outside = np.isin(regions, np.unique(np.concatenate([regions[:, 0].ravel(), regions[:, :, 0].ravel()])))
     assert added.any() and (phantom.ct.array[added] >= DENSE_LUNG_MIN_HU).mean() > 0.95
     assert not (added & air & outside & (regions > 0)).any()  # air around the body is never lung
+
+
+def test_combined_network_sees_only_the_planes_of_the_classical_lungs(tmp_path, phantom, monkeypatch):
+    from dataclasses import replace
+
+    from lungseg_core.inference import segmenter as segmenter_module
+
+    chest = phantom.ct.array
+    abdomen = np.where(ndimage.binary_fill_holes(chest[len(chest) // 2] > -500), 40, -1000).astype(chest.dtype)
+    volume = replace(phantom.ct, array=np.concatenate([np.repeat(abdomen[None], 12, axis=0), chest]))
+    lung_planes = np.flatnonzero(Segmenter("threshold", "lungs").predict(volume).any(axis=(1, 2)))
+    seen = {}
+
+    def network_spy(network, volume, spec, device, batch_size, progress, cancel, kind=None, mirror=False, planes=None):
+        seen["planes"] = planes
+        return np.zeros(volume.shape, np.uint8)
+
+    monkeypatch.setattr(segmenter_module, "predict_labels", network_spy)
+    card = tiny_card(name="tinyfused", num_classes=2)
+    card.update(combine_with_classical=True, labels={"1": "Lung"})
+    card_path = zoo.save_model_package(build_model("resunet", in_channels=1, num_classes=2, base_filters=4), card, tmp_path)
+    Segmenter(str(card_path), "lungs", device="cpu").predict(volume)
+    margin = int(np.ceil(segmenter_module.COMBINED_PLANE_MARGIN_MM / volume.spacing[2]))
+    assert lung_planes[0] >= 12 and volume.spacing[2] >= segmenter_module.COMBINED_PLANE_STEP_MM  # no plane skipped
+    expected = np.arange(lung_planes[0] - margin, min(lung_planes[-1] + margin + 1, len(volume.array)))
+    np.testing.assert_array_equal(seen["planes"], expected)
+
+
+def test_every_nth_plane_keeps_the_last():
+    from lungseg_core.inference.segmenter import every_nth
+
+    np.testing.assert_array_equal(every_nth(np.arange(3, 13), 4), [3, 7, 11, 12])
+    np.testing.assert_array_equal(every_nth(np.arange(3, 13), 1), np.arange(3, 13))
+    np.testing.assert_array_equal(every_nth(np.arange(3, 12), 4), [3, 7, 11])
+
+
+def test_planes_span_widens_by_the_margin_in_mm_and_stays_in_the_array():
+    from lungseg_core.inference.segmenter import planes_span
+
+    mask = np.zeros((30, 4, 4), bool)
+    mask[[10, 14, 20], 1, 1] = True
+    np.testing.assert_array_equal(planes_span(mask, spacing_mm=2.0, margin_mm=5.0), np.arange(7, 24))
+    np.testing.assert_array_equal(planes_span(mask, spacing_mm=1.0, margin_mm=15.0), np.arange(0, 30))
+    assert planes_span(np.zeros_like(mask), 2.0, 5.0).size == 0

@@ -200,3 +200,43 @@ def test_add_dense_lung_leaves_out_tissue_with_lung_beyond_it(name):
 
     assert not fused[dome].any()
     np.testing.assert_array_equal(fused[bay], 2)
+
+
+def _lung_beyond_by_plain_march(point, centre, lungs, body, spacing_yx):
+    """Oracle: march one ray to the array's edge, one voxel at a time."""
+    direction = (np.asarray(point, float) - centre) * spacing_yx
+    unit = direction / (np.linalg.norm(direction) + 1e-6) / spacing_yx
+    distance = step = float(min(spacing_yx))
+    while True:
+        ahead = np.rint(np.asarray(point) + unit * distance).astype(int)
+        if np.any(ahead < 0) or np.any(ahead >= lungs.shape):
+            return False
+        if lungs[tuple(ahead)]:
+            return True
+        if not body[tuple(ahead)]:
+            return False
+        distance += step
+
+
+def test_ray_march_stopping_at_the_lung_box_gives_the_plain_march_answer():
+    from lungseg_core.postprocessing.lungs import _lung_beyond
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:60, :70]
+    lungs = np.zeros((3, 60, 70), bool)
+    lungs[0] = (yy - 30) ** 2 / 300 + (xx - 18) ** 2 / 80 < 1  # one lung only, off the body's centre
+    lungs[1] = lungs[0] | ((yy - 30) ** 2 / 300 + (xx - 52) ** 2 / 80 < 1)
+    lungs[1, 28:31, 69] = True  # lung at the array's edge
+    body = np.ones_like(lungs)
+    body[:, :, :2] = False
+    body[2, 40:, 30:40] = False  # a concave notch; plane 2 holds no lung at all
+    anywhere = np.column_stack([rng.integers(0, 3, 300), rng.integers(0, 60, 300), rng.integers(0, 70, 300)])
+    medial = np.column_stack([rng.integers(0, 3, 300), rng.integers(15, 45, 300), rng.integers(24, 46, 300)])
+    points = np.concatenate([anywhere, medial])
+    points = points[~lungs[tuple(points.T)]]
+    centres = np.column_stack([points[:, 0], np.full(len(points), 30.0), np.full(len(points), 35.0)])
+    spacing = np.array([0.8, 0.7])
+    covered = _lung_beyond(points, centres, lungs, body, spacing)
+    expected = [_lung_beyond_by_plain_march(p[1:], c[1:], lungs[p[0]], body[p[0]], spacing) for p, c in zip(points, centres)]
+    np.testing.assert_array_equal(covered, expected)
+    assert 0.1 < covered.mean() < 0.9
