@@ -38,7 +38,8 @@ def predict_slice_probabilities(
     Slices go through the network ``batch_size`` at a time so memory stays bounded by the batch, not the
     volume; the low-resolution result is kept in float16 (half the memory, well within argmax precision).
     Mixed precision is used on CUDA only; on CPU float32 keeps results bit-identical between runs.
-    Channels-last layout: oneDNN (CPU) and cuDNN (tensor cores) run 2D convolutions fastest in it.
+    Channels-last layout on CPU and CUDA: oneDNN and cuDNN (tensor cores) run 2D convolutions fastest in it
+    (other backends keep the default layout, which every op supports).
     """
     import torch
 
@@ -46,7 +47,8 @@ def predict_slice_probabilities(
     device_type = torch.device(device).type
     use_amp = device_type == "cuda"
     batch_size = batch_size or DEFAULT_BATCH.get(device_type, DEFAULT_BATCH_ACCELERATOR)
-    network.to(memory_format=torch.channels_last)
+    layout = torch.channels_last if device_type in ("cpu", "cuda") else torch.contiguous_format
+    network.to(memory_format=layout)
     height, width = slices.shape[-2:]
     divisor = int(getattr(network, "size_divisor", 1))
     pad_h, pad_w = (-height) % divisor, (-width) % divisor  # networks need sizes divisible by their depth
@@ -56,7 +58,7 @@ def predict_slice_probabilities(
             batch = torch.from_numpy(np.ascontiguousarray(slices[start:start + batch_size], dtype=np.float32)).to(device)
             if pad_h or pad_w:
                 batch = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
-            batch = batch.contiguous(memory_format=torch.channels_last)
+            batch = batch.contiguous(memory_format=layout)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 logits = network(batch)[..., :height, :width]
             # float16 on the device: half the bytes cross to the host (same rounding as numpy's astype)
