@@ -98,7 +98,8 @@ class Segmenter:
                        cancel: threading.Event | None = None, kind: str | None = None,
                        planes: np.ndarray | None = None) -> np.ndarray:
         """The network's own labels, before any post-processing, with the card's inference options;
-        with ``planes`` (array axis 0 indices) only those slices are predicted, the rest are background."""
+        with ``planes`` (increasing array axis 0 indices) only those slices are predicted, the slices between
+        two of them are interpolated and the rest are background."""
         loaded = self._network()
         if self.spatial_dims == 3:
             return predict_labels_3d(loaded.network, volume, self.card, loaded.device, progress, cancel, kind=kind)
