@@ -72,7 +72,7 @@ def predict_slice_probabilities(
     return out
 
 
-def predict_labels(
+def predict_probabilities(
     network,
     volume: Volume,
     slice_spec_dict: dict,
@@ -83,8 +83,10 @@ def predict_labels(
     kind: str | None = None,
     mirror: bool = False,
     planes: np.ndarray | None = None,
-) -> np.ndarray:
-    """Label volume (z, y, x) uint8 from a slice network, in the input's own grid.
+):
+    """Class probabilities (Z, K, size, size) float16 of a slice network at its own resolution, and the
+    :class:`SliceLayout` that takes them back to the input's grid (``restore_labels`` /
+    ``restore_probabilities``).
 
     ``planes``: increasing indices along axis 0 of the only slices to predict; the slices between two of
     them get linearly interpolated probabilities, the others are background.
@@ -93,7 +95,7 @@ def predict_labels(
     mean of the slices as they are and mirrored left-right, which evens out side-dependent errors at
     twice the network time.
     """
-    from lungseg_core.preprocessing.slices import SliceSpec, prepare_slices, restore_labels
+    from lungseg_core.preprocessing.slices import SliceSpec, prepare_slices
 
     spec = SliceSpec.from_dict(slice_spec_dict)
     slices, layout = prepare_slices(volume, spec, kind=kind)
@@ -108,6 +110,18 @@ def predict_labels(
     _check_cancel(cancel)
     if planes is not None:
         probs = _planes_into_volume(probs, planes, layout.shape[0])
+    return probs, layout
+
+
+def predict_labels(network, volume: Volume, slice_spec_dict: dict, device, batch_size: int | None = None,
+                   progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+                   kind: str | None = None, mirror: bool = False, planes: np.ndarray | None = None) -> np.ndarray:
+    """Label volume (z, y, x) uint8 from a slice network, in the input's own grid (options as
+    :func:`predict_probabilities`)."""
+    from lungseg_core.preprocessing.slices import restore_labels
+
+    probs, layout = predict_probabilities(network, volume, slice_spec_dict, device, batch_size, progress, cancel,
+                                          kind, mirror, planes)
     # one slice at a time back to the input grid: never a K x Z x Y x X float array
     return restore_labels(probs, layout)
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from lungseg_core.errors import InputError
 from lungseg_core.inference.device import resolve_device
-from lungseg_core.inference.network import Cancelled, ProgressCallback, predict_labels, predict_labels_3d
+from lungseg_core.inference.network import (Cancelled, ProgressCallback, predict_labels, predict_labels_3d,
+                                            predict_probabilities)
 from lungseg_core.io.volume import Volume
 from lungseg_core.models import zoo
 
@@ -106,6 +107,18 @@ class Segmenter:
         return predict_labels(loaded.network, volume, self.card["slice_spec"], loaded.device, self.batch_size,
                               progress, cancel, kind=kind, mirror=bool(self.card.get("test_time_mirror")),
                               planes=planes)
+
+    def network_probabilities(self, volume: Volume, kind: str | None = None) -> np.ndarray:
+        """Class probabilities (K, Z, Y, X) float32 of a 2D network in the input grid, with the card's inference
+        options, for ensembles of models (K times the volume in memory)."""
+        from lungseg_core.preprocessing.slices import restore_probabilities
+
+        if self.spatial_dims != 2:
+            raise InputError(f"Model '{self.name}' is not a 2D slice network", "use network_labels for 3D models")
+        loaded = self._network()
+        probs, layout = predict_probabilities(loaded.network, volume, self.card["slice_spec"], loaded.device,
+                                              self.batch_size, kind=kind, mirror=bool(self.card.get("test_time_mirror")))
+        return restore_probabilities(probs, layout)
 
     def network_lungs(self, volume: Volume, progress: ProgressCallback | None = None,
                       cancel: threading.Event | None = None, kind: str | None = None) -> np.ndarray:

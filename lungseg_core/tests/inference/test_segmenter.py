@@ -151,3 +151,20 @@ def test_planes_span_widens_by_the_margin_in_mm_and_stays_in_the_array():
     np.testing.assert_array_equal(planes_span(mask, spacing_mm=2.0, margin_mm=5.0), np.arange(7, 24))
     np.testing.assert_array_equal(planes_span(mask, spacing_mm=1.0, margin_mm=15.0), np.arange(0, 30))
     assert planes_span(np.zeros_like(mask), 2.0, 5.0).size == 0
+
+
+def test_network_probabilities_are_in_the_input_grid_and_give_the_network_labels(tmp_path, phantom):
+    card_path, _ = save_tiny(tmp_path, context=1)
+    segmenter = Segmenter(str(card_path), "lungs", device="cpu")
+    probabilities = segmenter.network_probabilities(phantom.ct)
+    assert probabilities.shape == (segmenter.card["num_classes"],) + phantom.ct.shape
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=2e-3)  # float16 softmax, then resized
+    from lungseg_core.preprocessing.slices import labels_from_probabilities
+
+    np.testing.assert_array_equal(labels_from_probabilities(probabilities), segmenter.network_labels(phantom.ct))
+    card = tiny_card(name="tiny3d")
+    card.update(architecture="unet3d", architecture_kwargs={"base_filters": 4}, in_channels=1, spatial_dims=3,
+                patch_size=[16, 32, 32])
+    path_3d = zoo.save_model_package(build_model("unet3d", in_channels=1, num_classes=3, base_filters=4), card, tmp_path)
+    with pytest.raises(InputError, match="not a 2D slice network"):
+        Segmenter(str(path_3d), "lungs").network_probabilities(phantom.ct)
