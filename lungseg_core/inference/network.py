@@ -12,8 +12,8 @@ from lungseg_core.io.volume import Volume
 ProgressCallback = Callable[[float, str], None]
 # Slices per forward pass when the caller does not say: on CPU small batches stay in cache (4 was 25-35%
 # faster than 8 for 160 px slices on 2 cores, benchmarks/bench_segment.py); GPUs want more work per call.
-DEFAULT_BATCH = {"cpu": 4}
-DEFAULT_BATCH_ACCELERATOR = 16
+CPU_BATCH = 4
+ACCELERATOR_BATCH = 16
 
 
 class Cancelled(Exception):
@@ -46,7 +46,7 @@ def predict_slice_probabilities(
     out: np.ndarray | None = None
     device_type = torch.device(device).type
     use_amp = device_type == "cuda"
-    batch_size = batch_size or DEFAULT_BATCH.get(device_type, DEFAULT_BATCH_ACCELERATOR)
+    batch_size = batch_size or (CPU_BATCH if device_type == "cpu" else ACCELERATOR_BATCH)
     layout = torch.channels_last if device_type in ("cpu", "cuda") else torch.contiguous_format
     network.to(memory_format=layout)
     height, width = slices.shape[-2:]

@@ -421,14 +421,22 @@ def open_to_chest_wall(candidates: np.ndarray, lungs: np.ndarray, hu: np.ndarray
     planes = np.flatnonzero(candidates_c.any(axis=(1, 2)))
     body = fill_holes(hu_c[planes] > BODY_THRESHOLD_HU, axis=0)  # a ray leaving it has left the chest
     points = np.argwhere(candidates_c[planes])  # (plane, row, column); all planes marched together
-    counts = np.maximum(body.sum(axis=(1, 2)), 1)
-    centres = np.stack([np.arange(len(planes)), *(np.einsum("zyx,yx->z", body, grid) / counts
-                        for grid in np.indices(body.shape[1:]))], axis=1)
-    centres[body.sum(axis=(1, 2)) == 0, 1:] = np.asarray(body.shape[1:]) / 2
-    covered = _lung_beyond(points, centres[points[:, 0]], lungs_c[planes], body, np.asarray(view.spacing_zyx[1:], float))
+    centres = _plane_centres(body)[points[:, 0]]
+    covered = _lung_beyond(points, centres, lungs_c[planes], body, np.asarray(view.spacing_zyx[1:], float))
     open_c = np.zeros(candidates_c.shape, bool)
     open_c[planes[points[~covered, 0]], points[~covered, 1], points[~covered, 2]] = True
     return np.ascontiguousarray(view.backward(open_c))
+
+
+def _plane_centres(masks: np.ndarray) -> np.ndarray:
+    """(plane, row, column) of each plane's centre of mass; the plane's middle where it is empty."""
+    sizes = masks.sum(axis=(1, 2))
+    rows, columns = np.indices(masks.shape[1:])
+    centres = np.column_stack([np.arange(len(masks)), np.einsum("zyx,yx->z", masks, rows),
+                               np.einsum("zyx,yx->z", masks, columns)]).astype(float)
+    centres[:, 1:] /= np.maximum(sizes, 1)[:, None]
+    centres[sizes == 0, 1:] = np.asarray(masks.shape[1:]) / 2
+    return centres
 
 
 def _lung_beyond(points: np.ndarray, centres: np.ndarray, lungs: np.ndarray, body: np.ndarray,
