@@ -88,8 +88,9 @@ def predict_probabilities(
     :class:`SliceLayout` that takes them back to the input's grid (``restore_labels`` /
     ``restore_probabilities``).
 
-    ``planes``: increasing indices along axis 0 of the only slices to predict; the slices between two of
-    them get linearly interpolated probabilities, the others are background.
+    ``planes``: increasing indices along the head-foot axis of the input's canonical view (``layout.view``;
+    axis 0 for ordinary axial storage) of the only slices to predict; the slices between two of them get
+    linearly interpolated probabilities, the others are background.
 
     ``mirror`` (test-time augmentation, from the card's ``test_time_mirror``): the probabilities are the
     mean of the slices as they are and mirrored left-right, which evens out side-dependent errors at

@@ -12,6 +12,7 @@ from lungseg_core.inference.device import resolve_device
 from lungseg_core.inference.network import (Cancelled, ProgressCallback, predict_labels, predict_labels_3d,
                                             predict_probabilities)
 from lungseg_core.io.volume import Volume
+from lungseg_core.preprocessing.orientation import axial_view
 from lungseg_core.models import zoo
 
 # The network sees the slices of the classical lungs and this much beyond: consolidated lung at an apex or
@@ -99,7 +100,8 @@ class Segmenter:
                        cancel: threading.Event | None = None, kind: str | None = None,
                        planes: np.ndarray | None = None) -> np.ndarray:
         """The network's own labels, before any post-processing, with the card's inference options;
-        with ``planes`` (increasing array axis 0 indices) only those slices are predicted, the slices between
+        with ``planes`` (increasing indices along the head-foot axis of the canonical view,
+        ``axial_view``) only those slices are predicted, the slices between
         two of them are interpolated and the rest are background."""
         loaded = self._network()
         if self.spatial_dims == 3:
@@ -137,9 +139,11 @@ class Segmenter:
         if not classical.any():
             return classical  # the network only adds to the classical lungs
         planes = None
-        if self.spatial_dims == 2:
-            planes = every_nth(planes_span(classical, volume.spacing[2], COMBINED_PLANE_MARGIN_MM),
-                               int(COMBINED_PLANE_STEP_MM // volume.spacing[2]))
+        if self.spatial_dims == 2:  # axial planes, whatever the storage order
+            view = axial_view(volume)
+            spacing_mm = view.spacing_zyx[0]
+            planes = every_nth(planes_span(view.forward(classical), spacing_mm, COMBINED_PLANE_MARGIN_MM),
+                               int(COMBINED_PLANE_STEP_MM // spacing_mm))
         network = self.network_labels(volume, progress, cancel, kind, planes=planes)
         hu = volume.array if volume.intensity == "hu" else hu_from_display(volume.array)
         return add_dense_lung(classical, network > 0, hu, volume)

@@ -109,6 +109,25 @@ class Volume:
         )
 
 
+def reorder_axes(volume: Volume, axes: tuple[int, int, int],
+                 flips: tuple[bool, bool, bool] = (False, False, False)) -> Volume:
+    """``volume`` stored differently: numpy axis c is its numpy axis ``axes[c]``, reversed where ``flips[c]``.
+    Every voxel keeps its patient position (direction, spacing and origin follow); the array is a view."""
+    columns, spacing, origin = [], [], np.asarray(volume.origin, dtype=float)
+    for c in (2, 1, 0):  # the new i, j, k axes are numpy axes 2, 1, 0
+        ijk = 2 - axes[c]
+        column = np.asarray(volume.direction[:, ijk], dtype=float)
+        if flips[c]:  # the new index 0 is the old axis' last voxel
+            origin = origin + column * volume.spacing[ijk] * (volume.shape[axes[c]] - 1)
+            column = -column
+        columns.append(column)
+        spacing.append(volume.spacing[ijk])
+    array = np.transpose(volume.array, axes)
+    flipped = [c for c in range(3) if flips[c]]
+    return replace(volume, array=np.flip(array, axis=flipped) if flipped else array, spacing=tuple(spacing),
+                   origin=tuple(origin), direction=np.column_stack(columns), metadata=dict(volume.metadata))
+
+
 def patient_left_score(volume: Volume, mask: np.ndarray) -> float:
     """LPS x (mm) of a mask's centroid: larger means further toward the patient's left."""
     zyx = np.argwhere(mask)

@@ -28,8 +28,8 @@ from lungseg_core.io.volume import Volume
 from lungseg_core.labels import CONSOLIDATION, CONSOLIDATION_HU, GGO, GGO_HU
 from lungseg_core.preprocessing.cropping import bounding_box
 from lungseg_core.preprocessing.intensity import hu_from_display
+from lungseg_core.preprocessing.orientation import CanonicalView
 from lungseg_core.postprocessing.lungs import (
-    CanonicalView,
     _ball,
     fill_holes,
     select_lung_components,

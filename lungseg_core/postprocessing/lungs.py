@@ -7,7 +7,6 @@ Sizes are in millimetres / millilitres so results do not depend on the voxel gri
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import numpy as np
@@ -16,6 +15,7 @@ from scipy import ndimage
 from lungseg_core.io.volume import Volume, patient_left_score
 from lungseg_core.labels import LEFT_LUNG, RIGHT_LUNG
 from lungseg_core.preprocessing.cropping import BODY_THRESHOLD_HU, bounding_box
+from lungseg_core.preprocessing.orientation import CanonicalView
 
 log = logging.getLogger(__name__)
 
@@ -29,35 +29,6 @@ MIN_LUNG_ML = 5.0
 # ----------------------------------------------------------------------------------------------------------
 # geometry helpers
 # ----------------------------------------------------------------------------------------------------------
-class CanonicalView:
-    """Reorders a (z, y, x) array so its axes run inferior->superior, anterior->posterior, right->left.
-
-    Works for any storage orientation close to axial (LPS, RAS, flipped, transposed): each array axis is
-    matched to the LPS axis its direction column is closest to. ``forward`` and ``backward`` return views.
-    """
-
-    def __init__(self, volume: Volume):
-        direction = np.abs(volume.direction)  # rows: L, P, S ; columns: i, j, k (= numpy axes 2, 1, 0)
-        best = max(itertools.permutations(range(3)), key=lambda p: sum(direction[p[c], c] for c in range(3)))
-        # best[ijk] = LPS axis of array axis ijk. Canonical numpy axis c holds LPS axis 2 - c.
-        lps_of_numpy = {2 - ijk: best[ijk] for ijk in range(3)}
-        self.perm = tuple(next(n for n in range(3) if lps_of_numpy[n] == 2 - c) for c in range(3))
-        self.flips = tuple(
-            bool(volume.direction[2 - c, 2 - self.perm[c]] < 0) for c in range(3)
-        )
-        self.spacing_zyx = tuple(volume.spacing[2 - n] for n in self.perm)
-
-    def forward(self, array: np.ndarray) -> np.ndarray:
-        out = np.transpose(array, self.perm)
-        axes = [c for c in range(3) if self.flips[c]]
-        return np.flip(out, axis=axes) if axes else out
-
-    def backward(self, array: np.ndarray) -> np.ndarray:
-        axes = [c for c in range(3) if self.flips[c]]
-        out = np.flip(array, axis=axes) if axes else array
-        return np.transpose(out, np.argsort(self.perm))
-
-
 def axial_axis(volume: Volume) -> int:
     """The numpy axis that runs head-foot (0 for ordinary axial storage)."""
     return CanonicalView(volume).perm[0]

@@ -2,13 +2,15 @@
 
 ``prepare_slices`` turns a CT (HU or 8-bit display) into float32 ``(Z, 2*context+1, size, size)``:
 
+0. slices are cut along the head-foot axis of the canonical view (:class:`CanonicalView`), so a CT stored
+   coronally, sagittally, transposed or flipped gives the same axial slices as one stored in LPS order;
 1. values to [0, 1] through the lung window (padding outside the field of view shown as air);
 2. in-plane crop to the body's bounding box (one box for all slices, so neighbours stay aligned);
 3. the crop padded to a square (aspect ratio kept) and optionally enhanced (CLAHE / histogram equalisation);
 4. resized to ``size x size`` (antialiased linear when shrinking, linear when enlarging);
 5. each slice stacked with its ``context`` neighbours on each side (edge slices repeat the border slice).
 
-``SliceLayout`` records the crop, padding and size so ``prepare_labels`` applies the same geometry to a
+``SliceLayout`` records the axis order, crop, padding and size so ``prepare_labels`` applies the same geometry to a
 labelmap (nearest neighbour) and ``restore_probabilities`` maps network output back onto the original grid.
 Resizing uses explicit sparse interpolation matrices (``A @ slice @ A.T``): fast, deterministic, identical
 in training and inference, and exactly the identity when the square side already equals ``size``.
@@ -25,6 +27,7 @@ from lungseg_core.io.volume import Volume
 from lungseg_core.preprocessing.cropping import body_component, bounding_box, margin_mm_to_vox
 from lungseg_core.preprocessing.enhance import ENHANCE_METHODS, enhance_slice
 from lungseg_core.preprocessing.intensity import LUNG_WINDOW, check_intensity, to_unit_range
+from lungseg_core.preprocessing.orientation import CanonicalView, axial_view
 
 AIR_HU = -1000.0
 PADDING_BELOW_HU = -1500.0  # -2048 / -3024 field-of-view padding: shown as air, not as a darker-than-air ring
@@ -71,7 +74,8 @@ class SliceSpec:
 class SliceLayout:
     """How ``prepare_slices`` mapped the original grid; enough to undo it.
 
-    The original slice (``shape`` (Z, Y, X)) was cropped to rows ``box[0]:box[1]`` and columns
+    The volume, viewed canonically (``axes`` and ``flips`` of :class:`CanonicalView`; ``shape`` (Z, Y, X) is
+    the canonical shape, ``stored_shape`` the input's), was cut into axial slices; each was cropped to rows ``box[0]:box[1]`` and columns
     ``box[2]:box[3]``, placed at ``offset`` (row, column) inside a ``side x side`` square, and the square
     resized to ``size x size``.
     """
@@ -83,6 +87,16 @@ class SliceLayout:
     size: int
     kind: str = "hu"
     spec: dict = field(default_factory=dict)
+    axes: tuple[int, int, int] = (0, 1, 2)
+    flips: tuple[bool, bool, bool] = (False, False, False)
+
+    @property
+    def view(self) -> CanonicalView:
+        return CanonicalView.of_axes(self.axes, self.flips)
+
+    @property
+    def stored_shape(self) -> tuple[int, int, int]:
+        return self.view.stored_shape(self.shape)
 
     @property
     def crop(self) -> tuple[slice, slice]:
@@ -102,13 +116,15 @@ class SliceLayout:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.update(shape=list(self.shape), box=list(self.box), offset=list(self.offset))
+        d.update(shape=list(self.shape), box=list(self.box), offset=list(self.offset), axes=list(self.axes),
+                 flips=list(self.flips))
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SliceLayout":
         return cls(tuple(d["shape"]), tuple(d["box"]), int(d["side"]), tuple(d["offset"]), int(d["size"]),
-                   d.get("kind", "hu"), dict(d.get("spec", {})))
+                   d.get("kind", "hu"), dict(d.get("spec", {})), tuple(d.get("axes", (0, 1, 2))),
+                   tuple(d.get("flips", (False, False, False))))
 
 
 def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -165,13 +181,16 @@ def _body_box(volume: Volume, kind: str) -> tuple[int, int, int, int]:
 
 
 def make_layout(volume: Volume, spec: SliceSpec, kind: str) -> SliceLayout:
-    """The crop/pad/resize geometry ``prepare_slices`` will use for ``volume``."""
-    _, ny, nx = volume.shape
-    box = _body_box(volume, kind) if spec.crop_to_body else (0, ny, 0, nx)
+    """The axis order and crop/pad/resize geometry ``prepare_slices`` will use for ``volume``."""
+    view = axial_view(volume)
+    canonical = view.volume(volume)
+    _, ny, nx = canonical.shape
+    box = _body_box(canonical, kind) if spec.crop_to_body else (0, ny, 0, nx)
     height, width = box[1] - box[0], box[3] - box[2]
     side = max(height, width)
     offset = ((side - height) // 2, (side - width) // 2)
-    return SliceLayout(tuple(volume.shape), tuple(int(b) for b in box), side, offset, spec.size, kind, spec.to_dict())
+    return SliceLayout(tuple(canonical.shape), tuple(int(b) for b in box), side, offset, spec.size, kind,
+                       spec.to_dict(), view.perm, view.flips)
 
 
 def _unit_slice(raw: np.ndarray, kind: str, window: tuple[float, float]) -> np.ndarray:
@@ -214,16 +233,17 @@ def prepare_slices(volume: Volume, spec: SliceSpec, kind: str | None = None) -> 
     """
     kind = kind or check_intensity(volume)
     layout = make_layout(volume, spec, kind)
+    canonical = layout.view.forward(volume.array)
     rows, cols = layout.crop
     in_rows, in_cols = layout.in_square
     resize = _sparse(resize_matrix(layout.side, spec.size))
     air = _air_value(kind, spec.window)
-    depth = volume.shape[0]
+    depth = canonical.shape[0]
     out = np.empty((depth, spec.in_channels, spec.size, spec.size), dtype=np.float32)
     square = np.empty((layout.side, layout.side), dtype=np.float32)
     for z in range(depth):
         square.fill(air)
-        square[in_rows, in_cols] = _unit_slice(volume.array[z, rows, cols], kind, spec.window)
+        square[in_rows, in_cols] = _unit_slice(canonical[z, rows, cols], kind, spec.window)
         enhanced = enhance_slice(square, spec.enhance)
         out[z, spec.context] = resize_2d(enhanced, resize, resize)
     fill_context(out, spec.context)
@@ -232,10 +252,12 @@ def prepare_slices(volume: Volume, spec: SliceSpec, kind: str | None = None) -> 
 
 
 def prepare_labels(labels: np.ndarray, layout: SliceLayout) -> np.ndarray:
-    """A (Z, Y, X) labelmap on the original grid -> (Z, size, size) with the same crop/pad/resize (nearest)."""
+    """A (Z, Y, X) labelmap on the original grid -> (Z, size, size) with the same axis order and
+    crop/pad/resize (nearest)."""
     labels = np.asarray(labels)
-    if labels.shape != tuple(layout.shape):
-        raise ValueError(f"labels shape {labels.shape} differs from the prepared volume's {tuple(layout.shape)}")
+    if labels.shape != layout.stored_shape:
+        raise ValueError(f"labels shape {labels.shape} differs from the prepared volume's {layout.stored_shape}")
+    labels = layout.view.forward(labels)
     rows, cols = layout.crop
     in_rows, in_cols = layout.in_square
     square = np.zeros((labels.shape[0], layout.side, layout.side), dtype=labels.dtype)
@@ -268,8 +290,9 @@ def restore_probabilities(probs: np.ndarray, layout: SliceLayout) -> np.ndarray:
     """Network probabilities (Z, K, size, size) -> (K, Z, Y, X) float32 on the original grid.
 
     Bilinear back to the square, padding removed, crop put back; outside the crop the background class
-    (0) has probability 1 and the others 0. Memory: the output (K*Z*Y*X float32); for labels only,
-    :func:`restore_labels` needs far less.
+    (0) has probability 1 and the others 0; then back into the input's axis order. Memory: the output
+    (K*Z*Y*X float32, twice for a non-canonical axis order); for labels only, :func:`restore_labels` needs
+    far less.
     """
     probs = _check_probs(probs, layout)
     back_rows, back_cols = _back_matrices(layout)
@@ -279,7 +302,7 @@ def restore_probabilities(probs: np.ndarray, layout: SliceLayout) -> np.ndarray:
     out[0] = 1.0
     for z in range(probs.shape[0]):
         out[:, z, rows, cols] = _restore_slice(probs[z], back_rows, back_cols)
-    return out
+    return _stored(out, layout)
 
 
 def labels_from_probabilities(probs: np.ndarray) -> np.ndarray:
@@ -306,4 +329,10 @@ def restore_labels(probs: np.ndarray, layout: SliceLayout) -> np.ndarray:
     out = np.zeros(tuple(layout.shape), dtype=np.uint8)
     for z in range(probs.shape[0]):
         out[z, rows, cols] = labels_from_probabilities(_restore_slice(probs[z], back_rows, back_cols))
-    return out
+    return _stored(out, layout)
+
+
+def _stored(canonical: np.ndarray, layout: SliceLayout) -> np.ndarray:
+    """An array (..., Z, Y, X) in the layout's canonical order, in the input's own axis order."""
+    view = layout.view
+    return canonical if view.is_identity else np.ascontiguousarray(view.backward(canonical))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lungseg_core.io.volume import Volume
+from lungseg_core.io.volume import Volume, reorder_axes
 from lungseg_core.labels import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG
 
 
@@ -36,18 +36,8 @@ def _flip_array(array: np.ndarray, flips_xyz: tuple[bool, bool, bool]) -> np.nda
 
 def flip_axes(volume: Volume, flips_xyz: tuple[bool, bool, bool]) -> Volume:
     """Store ``volume`` with the chosen array axes reversed, keeping every voxel's physical position."""
-    direction = volume.direction.copy()
-    size_xyz = volume.shape[::-1]
-    step = direction @ np.diag(volume.spacing)
-    origin = np.asarray(volume.origin, dtype=float)
-    for axis, flip in enumerate(flips_xyz):
-        if flip:
-            origin = origin + step[:, axis] * (size_xyz[axis] - 1)
-            direction[:, axis] *= -1
-    return Volume(
-        _flip_array(volume.array, flips_xyz), volume.spacing, tuple(origin), direction,
-        intensity=volume.intensity, is_2d=volume.is_2d, name=volume.name, metadata=dict(volume.metadata),
-    )
+    flipped = reorder_axes(volume, (0, 1, 2), tuple(flips_xyz[::-1]))
+    return flipped.with_array(np.ascontiguousarray(flipped.array))
 
 
 def _ellipsoid(grid: tuple[np.ndarray, ...], center, radii) -> np.ndarray:

@@ -102,9 +102,10 @@ def case_to_stack(image: Volume, labels: np.ndarray, spec: SliceSpec, name: str,
     if labels.shape != image.shape:
         raise InputError(f"Case '{name}': labels {labels.shape} do not match the image {image.shape}",
                          "give labels on the image's grid")
-    chosen = select_slices(labels, drop_noninformative, keep_empty_fraction, max_slices, rng)
     slices, layout = prepare_slices(image, spec)  # all slices: 2.5D context needs the neighbours
     target = prepare_labels(labels, layout)
+    # axial slices in the canonical order of the stack
+    chosen = select_slices(layout.view.forward(labels), drop_noninformative, keep_empty_fraction, max_slices, rng)
     return SliceStack(
         slices[chosen].astype(np.float16),
         reduce_labels(target[chosen], task, num_classes),

@@ -10,8 +10,9 @@ from scipy import ndimage
 from lungseg_core.errors import InputError, ModelError
 from lungseg_core.inference import Cancelled, Segmenter
 from lungseg_core.inference.device import resolve_device
-from lungseg_core.io.volume import Volume
+from lungseg_core.io.volume import Volume, reorder_axes
 from lungseg_core.models import build_model, zoo
+from lungseg_core.tests.conftest import dice
 from lungseg_core.tests.models.test_zoo import save_tiny, tiny_card
 
 
@@ -168,3 +169,19 @@ def test_network_probabilities_are_in_the_input_grid_and_give_the_network_labels
     path_3d = zoo.save_model_package(build_model("unet3d", in_channels=1, num_classes=3, base_filters=4), card, tmp_path)
     with pytest.raises(InputError, match="not a 2D slice network"):
         Segmenter(str(path_3d), "lungs").network_probabilities(phantom.ct)
+
+
+@pytest.mark.parametrize("axes, flips", [((2, 1, 0), (False, False, False)), ((1, 0, 2), (True, False, True))])
+def test_a_ct_stored_in_any_axis_order_gets_the_same_labels(phantom, axes, flips):
+    """Slice networks cut axial slices whatever the storage order (a sagittal or coronal series, a transposed
+    export): the shipped lung model gives the same labels, back in the input's own axis order."""
+    segmenter = Segmenter("lungsegai-lungs", "lungs", device="cpu")
+    stored = reorder_axes(phantom.ct, axes, flips)
+
+    def as_stored(labels):
+        return reorder_axes(phantom.ct.with_array(labels), axes, flips).array
+
+    network = segmenter.network_labels(phantom.ct)
+    assert dice(network > 0, phantom.lungs > 0) > 0.9  # the network itself finds the lungs here
+    np.testing.assert_array_equal(segmenter.network_labels(stored), as_stored(network))
+    np.testing.assert_array_equal(segmenter.predict(stored), as_stored(segmenter.predict(phantom.ct)))

@@ -8,7 +8,6 @@ from scipy import ndimage
 
 from lungseg_core.io.volume import Volume
 from lungseg_core.postprocessing import clean_lungs, fill_holes, remove_small_components, split_left_right
-from lungseg_core.postprocessing.lungs import CanonicalView, axial_axis
 from lungseg_core.synthetic import make_chest_phantom
 from lungseg_core.synthetic.phantoms import flip_axes
 from lungseg_core.tests.conftest import dice
@@ -44,23 +43,6 @@ def test_remove_small_components_known_answer():
     assert (out[0, 0:2, 0:2] == 2).all()
     assert out.sum() == 8
     assert out[0, 5, 5] == 0
-
-
-@pytest.mark.parametrize("name", list(ORIENTATIONS))
-def test_canonical_view_round_trip(name):
-    phantom = make_chest_phantom(shape=(8, 10, 12)).reoriented(ORIENTATIONS[name])
-    view = CanonicalView(phantom.ct)
-    canon = view.forward(phantom.ct.array)
-    assert canon.shape == (8, 10, 12)
-    np.testing.assert_array_equal(view.backward(canon), phantom.ct.array)
-    assert axial_axis(phantom.ct) == 0
-
-
-def test_canonical_view_of_transposed_storage():
-    """A volume stored with x and z swapped: the head-foot axis is numpy axis 2."""
-    volume = Volume(np.zeros((4, 5, 6)), direction=np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]]))
-    assert axial_axis(volume) == 2
-    assert CanonicalView(volume).forward(volume.array).shape == (6, 5, 4)
 
 
 @pytest.mark.parametrize("name", list(ORIENTATIONS))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lungseg_core.errors import InputError
-from lungseg_core.io.volume import Volume
+from lungseg_core.io.volume import Volume, reorder_axes
 from lungseg_core.preprocessing.intensity import LUNG_WINDOW, to_unit_range
 from lungseg_core.preprocessing.slices import (
     SliceLayout,
@@ -136,9 +136,32 @@ def test_restore_outside_crop_is_background_and_sums_to_one(phantom):
 
 
 def test_layout_dict_round_trip(phantom):
-    _, layout = prepare_slices(phantom.ct, SliceSpec(size=64))
-    again = SliceLayout.from_dict(json.loads(json.dumps(layout.to_dict())))
-    assert again == layout
+    for volume in (phantom.ct, reorder_axes(phantom.ct, (2, 0, 1), (True, False, False))):
+        _, layout = prepare_slices(volume, SliceSpec(size=64))
+        again = SliceLayout.from_dict(json.loads(json.dumps(layout.to_dict())))
+        assert again == layout
+
+
+@pytest.mark.parametrize("axes, flips", [((0, 1, 2), (True, True, False)), ((1, 0, 2), (False, False, False)),
+                                         ((2, 1, 0), (False, True, True))])
+def test_any_storage_order_gives_the_axial_slices_and_comes_back_in_its_own_order(phantom, axes, flips):
+    """A CT stored coronally, sagittally or flipped is cut into the same axial slices as in LPS order, and
+    labels and probabilities return in the input's own axis order."""
+    spec = SliceSpec(size=64, context=1)
+    stored = reorder_axes(phantom.ct, axes, flips)
+    stored_lungs = np.ascontiguousarray(reorder_axes(phantom.ct.with_array(phantom.lungs), axes, flips).array)
+    expected, expected_layout = prepare_slices(phantom.ct, spec)
+    slices, layout = prepare_slices(stored, spec)
+    np.testing.assert_array_equal(slices, expected)
+    assert layout.shape == expected_layout.shape and layout.stored_shape == stored.shape
+    np.testing.assert_array_equal(prepare_labels(stored_lungs, layout), prepare_labels(phantom.lungs, expected_layout))
+    probs = _one_hot(prepare_labels(stored_lungs, layout), 3)
+    assert restore_probabilities(probs, layout).shape == (3,) + stored.shape
+    np.testing.assert_array_equal(restore_labels(probs, layout),
+                                  reorder_axes(phantom.ct.with_array(restore_labels(probs, expected_layout)), axes, flips).array)
+    if stored.shape != phantom.ct.shape:
+        with pytest.raises(ValueError):
+            prepare_labels(phantom.lungs, layout)  # labels in another axis order than the image
 
 
 def test_display_path_2d_matches_hu_path(phantom):

@@ -5,6 +5,7 @@ import pytest
 
 from lungseg_core.errors import InputError
 from lungseg_core.evaluation.crossval import held_out_cases
+from lungseg_core.io.volume import reorder_axes
 from lungseg_core.preprocessing.slices import SliceSpec
 from lungseg_core.synthetic import make_chest_phantom
 from lungseg_core.training.config import TrainConfig
@@ -51,6 +52,19 @@ def test_case_to_stack_matches_the_inference_preprocessing():
     assert set(np.unique(binary.labels)) == {0, 1}
     with pytest.raises(InputError, match="num_classes"):
         reduce_labels(np.array([0, 3]), "lungs", 3)
+
+
+def test_a_case_stored_in_another_axis_order_gives_the_same_training_slices():
+    """Training cuts the axial slices of a sagittal- or coronal-stored case, as inference does."""
+    phantom = make_chest_phantom(shape=(10, 48, 40), seed=0)
+    spec = SliceSpec(size=32, context=1)
+    expected = case_to_stack(phantom.ct, phantom.lungs, spec, "p", task="lungs", num_classes=3, max_slices=6)
+    for axes, flips in (((2, 1, 0), (False, False, False)), ((1, 2, 0), (True, False, True))):
+        stored = reorder_axes(phantom.ct, axes, flips)
+        lungs = reorder_axes(phantom.ct.with_array(phantom.lungs), axes, flips).array
+        stack = case_to_stack(stored, lungs, spec, "p", task="lungs", num_classes=3, max_slices=6)
+        np.testing.assert_array_equal(stack.images, expected.images)
+        np.testing.assert_array_equal(stack.labels, expected.labels)
 
 
 def test_training_data_split_by_patient_from_config():
