@@ -122,10 +122,17 @@ def reorder_axes(volume: Volume, axes: tuple[int, int, int],
             column = -column
         columns.append(column)
         spacing.append(volume.spacing[ijk])
-    array = np.transpose(volume.array, axes)
-    flipped = [c for c in range(3) if flips[c]]
-    return replace(volume, array=np.flip(array, axis=flipped) if flipped else array, spacing=tuple(spacing),
+    return replace(volume, array=reorder_array(volume.array, axes, flips), spacing=tuple(spacing),
                    origin=tuple(origin), direction=np.column_stack(columns), metadata=dict(volume.metadata))
+
+
+def reorder_array(array: np.ndarray, axes: tuple[int, int, int], flips: tuple[bool, bool, bool]) -> np.ndarray:
+    """The last three axes of ``array`` reordered as :func:`reorder_axes` does (a view); leading axes
+    (classes, channels) stay first."""
+    lead = np.ndim(array) - 3
+    out = np.transpose(array, tuple(range(lead)) + tuple(lead + axis for axis in axes))
+    flipped = [lead + c for c in range(3) if flips[c]]
+    return np.flip(out, axis=flipped) if flipped else out
 
 
 def patient_left_score(volume: Volume, mask: np.ndarray) -> float:

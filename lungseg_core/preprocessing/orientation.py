@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from lungseg_core.io.volume import Volume, reorder_axes
+from lungseg_core.io.volume import Volume, reorder_array, reorder_axes
 
 
 class CanonicalView:
@@ -48,10 +48,7 @@ class CanonicalView:
         return self.perm == (0, 1, 2) and not any(self.flips)
 
     def forward(self, array: np.ndarray) -> np.ndarray:
-        lead = np.ndim(array) - 3
-        out = np.transpose(array, tuple(range(lead)) + tuple(lead + axis for axis in self.perm))
-        axes = [lead + c for c in range(3) if self.flips[c]]
-        return np.flip(out, axis=axes) if axes else out
+        return reorder_array(array, self.perm, self.flips)
 
     def backward(self, array: np.ndarray) -> np.ndarray:
         lead = np.ndim(array) - 3

@@ -10,8 +10,8 @@
 4. resized to ``size x size`` (antialiased linear when shrinking, linear when enlarging);
 5. each slice stacked with its ``context`` neighbours on each side (edge slices repeat the border slice).
 
-``SliceLayout`` records the axis order, crop, padding and size so ``prepare_labels`` applies the same geometry to a
-labelmap (nearest neighbour) and ``restore_probabilities`` maps network output back onto the original grid.
+``SliceLayout`` records the axis order, crop, padding and size so ``prepare_labels`` applies the same geometry
+to a labelmap (nearest neighbour) and ``restore_probabilities`` maps network output back onto the original grid.
 Resizing uses explicit sparse interpolation matrices (``A @ slice @ A.T``): fast, deterministic, identical
 in training and inference, and exactly the identity when the square side already equals ``size``.
 """
@@ -75,8 +75,8 @@ class SliceLayout:
     """How ``prepare_slices`` mapped the original grid; enough to undo it.
 
     The volume, viewed canonically (``axes`` and ``flips`` of :class:`CanonicalView`; ``shape`` (Z, Y, X) is
-    the canonical shape, ``stored_shape`` the input's), was cut into axial slices; each was cropped to rows ``box[0]:box[1]`` and columns
-    ``box[2]:box[3]``, placed at ``offset`` (row, column) inside a ``side x side`` square, and the square
+    the canonical shape, ``stored_shape`` the input's), was cut into axial slices; each was cropped to rows
+    ``box[0]:box[1]`` and columns ``box[2]:box[3]``, placed at ``offset`` (row, column) inside a ``side x side`` square, and the square
     resized to ``size x size``.
     """
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lungseg_core.io.volume import Volume, reorder_axes
+from lungseg_core.io.volume import Volume, reorder_array, reorder_axes
 from lungseg_core.labels import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG
 
 
@@ -30,14 +30,13 @@ class ChestPhantom:
 
 
 def _flip_array(array: np.ndarray, flips_xyz: tuple[bool, bool, bool]) -> np.ndarray:
-    axes = [2 - i for i, flip in enumerate(flips_xyz) if flip]
-    return np.ascontiguousarray(np.flip(array, axis=axes)) if axes else array.copy()
+    return reorder_array(array, (0, 1, 2), tuple(flips_xyz[::-1])).copy()  # a C-ordered copy
 
 
 def flip_axes(volume: Volume, flips_xyz: tuple[bool, bool, bool]) -> Volume:
     """Store ``volume`` with the chosen array axes reversed, keeping every voxel's physical position."""
     flipped = reorder_axes(volume, (0, 1, 2), tuple(flips_xyz[::-1]))
-    return flipped.with_array(np.ascontiguousarray(flipped.array))
+    return flipped.with_array(flipped.array.copy())
 
 
 def _ellipsoid(grid: tuple[np.ndarray, ...], center, radii) -> np.ndarray:

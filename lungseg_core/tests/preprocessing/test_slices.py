@@ -157,8 +157,9 @@ def test_any_storage_order_gives_the_axial_slices_and_comes_back_in_its_own_orde
     np.testing.assert_array_equal(prepare_labels(stored_lungs, layout), prepare_labels(phantom.lungs, expected_layout))
     probs = _one_hot(prepare_labels(stored_lungs, layout), 3)
     assert restore_probabilities(probs, layout).shape == (3,) + stored.shape
+    restored = restore_labels(probs, expected_layout)
     np.testing.assert_array_equal(restore_labels(probs, layout),
-                                  reorder_axes(phantom.ct.with_array(restore_labels(probs, expected_layout)), axes, flips).array)
+                                  reorder_axes(phantom.ct.with_array(restored), axes, flips).array)
     if stored.shape != phantom.ct.shape:
         with pytest.raises(ValueError):
             prepare_labels(phantom.lungs, layout)  # labels in another axis order than the image
