@@ -159,16 +159,20 @@ def predict_labels_3d(
 ) -> np.ndarray:
     """Label volume from a 3D network by overlapping patches (half-patch stride, averaged probabilities).
 
-    Probabilities are accumulated at full resolution in float16 per class: K x Z x Y x X x 2 bytes.
+    The network sees the CT in the canonical view (head-foot, anterior-posterior, right-left, as 2D networks
+    do), whatever the storage order; the labels come back in the input's own axis order.
+    Probabilities are accumulated at full resolution in float32 per class: K x Z x Y x X x 4 bytes.
     """
     import torch
 
     from lungseg_core.preprocessing.intensity import LUNG_WINDOW, check_intensity, to_unit_range
+    from lungseg_core.preprocessing.orientation import axial_view
     from lungseg_core.preprocessing.slices import labels_from_probabilities
 
     kind = kind or check_intensity(volume)
     window = tuple(card.get("slice_spec", {}).get("window", LUNG_WINDOW))
-    image = to_unit_range(volume.array.astype(np.float32), kind, window)
+    view = axial_view(volume)
+    image = to_unit_range(view.forward(volume.array).astype(np.float32), kind, window)
     patch = tuple(min(p, s) for p, s in zip(card.get("patch_size", (32, 96, 96)), image.shape))
     divisor = int(card.get("size_divisor", 8))
     padded_shape = tuple(int(np.ceil(p / divisor) * divisor) for p in patch)
@@ -189,4 +193,4 @@ def predict_labels_3d(
             if progress is not None:
                 progress((index + 1) / len(corners), "network inference (3D patches)")
     labels = labels_from_probabilities(total / np.maximum(counts, 1.0))
-    return labels[: image.shape[0], : image.shape[1], : image.shape[2]]
+    return np.ascontiguousarray(view.backward(labels[: image.shape[0], : image.shape[1], : image.shape[2]]))

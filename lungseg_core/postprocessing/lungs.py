@@ -323,6 +323,27 @@ def _close(mask: np.ndarray, volume: Volume, radius_mm: float, axial: int) -> np
 DENSE_LUNG_MIN_HU = -700.0
 
 
+# The network's dense lung narrower than this in-plane is dropped: consolidation is bulky, while a thin rim
+# along the pleura or the heart is the network's partial-volume error on healthy lung.
+THINNEST_DENSE_LUNG_MM = 6.0
+
+
+def _without_thin_parts(mask: np.ndarray, lungs: np.ndarray, volume: Volume, width_mm: float) -> np.ndarray:
+    """``mask`` opened in-plane with a disk ``width_mm`` across (at least 3 voxels): parts narrower go. Holes
+    that ``mask`` and the ``lungs`` enclose (air bronchograms in consolidation) count as part of ``mask``, so
+    thin walls around them stay."""
+    if width_mm <= 0:
+        return mask
+    axial = axial_axis(volume)
+    spacing_zyx = tuple(volume.spacing[::-1])
+    radius_mm = max(width_mm / 2, min(s for axis, s in enumerate(spacing_zyx) if axis != axial))
+    box = bounding_box(mask, 1)
+    opened = np.zeros_like(mask)
+    solid = fill_holes(mask[box] | lungs[box], axis=axial) & ~lungs[box]
+    opened[box] = ndimage.binary_opening(solid, _ball(radius_mm, spacing_zyx, planar_axis=axial)) & mask[box]
+    return opened
+
+
 def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, volume: Volume) -> np.ndarray:
     """The classical ``lungs`` (1 right / 2 left) plus the dense lung that a network sees and thresholding cannot.
 
@@ -330,37 +351,42 @@ def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, 
     cannot bring it back. A network taught that consolidated lung is still lung fills that gap, but on its
     own it is less exact than thresholding at the lung surface. So the network only adds: its lung voxels that
     are not classical lung, denser than air (``DENSE_LUNG_MIN_HU``), open to the chest wall
-    (:func:`open_to_chest_wall`), in regions that touch a classical lung; each region joins the lung it
-    touches most; air the network calls lung is added only where the result encloses it in-plane (air
+    (:func:`open_to_chest_wall`), at least ``THINNEST_DENSE_LUNG_MM`` across, in in-plane regions that touch a
+    classical lung in their own plane; each region joins the lung it touches most; air the network calls lung is added only where the result encloses it in-plane (air
     bronchograms). Classical voxels are never removed.
     """
     lungs = np.asarray(lungs)
     candidates = np.asarray(network_lung, bool) & (lungs == 0) & (np.asarray(hu) >= DENSE_LUNG_MIN_HU)
     if not candidates.any() or not lungs.any():
         return lungs.astype(np.uint8)
+    candidates = _without_thin_parts(candidates, lungs > 0, volume, THINNEST_DENSE_LUNG_MM)
     candidates &= open_to_chest_wall(candidates, lungs > 0, hu, volume)
     if not candidates.any():
         return lungs.astype(np.uint8)
     box = bounding_box(candidates | (lungs > 0), 1)
-    regions, count = ndimage.label(candidates[box])
-    touching = _voxels_touching(regions, count, lungs[box], (RIGHT_LUNG, LEFT_LUNG))
+    axial = axial_axis(volume)
+    # in-plane regions that touch a lung in their own plane: dense tissue that only meets a lung in the next
+    # plane (at the apices, above the first rib) is not lung
+    regions, count = ndimage.label(candidates[box], structure=_slice_structure(axial))
+    touching = _voxels_touching(regions, count, lungs[box], (RIGHT_LUNG, LEFT_LUNG), in_plane_of=axial)
     side_of_region = np.where(touching.max(axis=0) > 0, np.argmax(touching, axis=0) + 1, 0).astype(np.uint8)
     out = lungs.astype(np.uint8, copy=True)
     in_box = out[box]
     added = side_of_region[regions]
     in_box[added > 0] = added[added > 0]
-    axial = axial_axis(volume)
     network_in_box = np.asarray(network_lung, bool)[box]
     for value in (RIGHT_LUNG, LEFT_LUNG):  # air bronchograms: network lung enclosed by the added consolidation
         in_box[fill_holes(in_box == value, axis=axial) & (in_box == 0) & network_in_box] = value
     return out
 
 
-def _voxels_touching(regions: np.ndarray, count: int, labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
+def _voxels_touching(regions: np.ndarray, count: int, labels: np.ndarray, values: tuple[int, ...],
+                     in_plane_of: int | None = None) -> np.ndarray:
     """(len(values), count + 1): per label value, how many voxels of each region share a face with it.
 
-    Looks only at the regions' own voxels and their 6 neighbours, not at whole-box dilations: the regions
-    are a small fraction of the box. Region 0 (background) counts nothing.
+    Looks only at the regions' own voxels and their 6 neighbours (4 in the planes normal to ``in_plane_of``),
+    not at whole-box dilations: the regions are a small fraction of the box. Region 0 (background) counts
+    nothing.
     """
     coords = np.nonzero(regions)
     owner = regions[coords]
@@ -368,6 +394,8 @@ def _voxels_touching(regions: np.ndarray, count: int, labels: np.ndarray, values
     for row, value in enumerate(values):
         near = np.zeros(len(owner), bool)
         for axis in range(regions.ndim):
+            if axis == in_plane_of:
+                continue
             for shift in (-1, 1):
                 moved = coords[axis] + shift
                 valid = (moved >= 0) & (moved < regions.shape[axis])

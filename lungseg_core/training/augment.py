@@ -36,6 +36,9 @@ class AugmentConfig:
     noise_std: float = 0.02
     blur_prob: float = 0.0
     blur_sigma: tuple[float, float] = (0.3, 1.0)
+    # a coarser scan (3 mm pixels, smooth kernel): down-sample in-plane by a factor in ``lowres_zoom``, back up
+    lowres_prob: float = 0.0
+    lowres_zoom: tuple[float, float] = (0.5, 1.0)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "AugmentConfig":
@@ -46,7 +49,7 @@ class AugmentConfig:
             raise InputError(
                 f"Unknown augmentation option(s) {', '.join(unknown)}", f"use only: {', '.join(sorted(known))}"
             )
-        for key in ("scale_range", "contrast_range", "brightness_range", "gamma_range", "blur_sigma"):
+        for key in ("scale_range", "contrast_range", "brightness_range", "gamma_range", "blur_sigma", "lowres_zoom"):
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
         config = cls(**values)
@@ -115,9 +118,21 @@ class Augmenter:
         if self._chance(cfg.blur_prob):
             sigma = self.rng.uniform(*cfg.blur_sigma)
             out = np.stack([ndimage.gaussian_filter(channel, sigma) for channel in out])
+        if self._chance(cfg.lowres_prob):
+            out = np.stack([coarser(channel, self.rng.uniform(*cfg.lowres_zoom)) for channel in out])
         if self._chance(cfg.noise_prob):
             out = out + self.rng.normal(0.0, cfg.noise_std, out.shape).astype(np.float32)
         return np.clip(out, 0.0, 1.0).astype(image.dtype)
+
+
+def coarser(image: np.ndarray, zoom: float) -> np.ndarray:
+    """``image`` (H, W) as a scan with ``zoom`` times as many pixels across would show it, on the same grid:
+    area-averaged down to the coarse grid, then linearly interpolated back."""
+    if zoom >= 1.0:
+        return image
+    small = ndimage.zoom(ndimage.uniform_filter(image, size=max(1, round(1 / zoom))), zoom, order=1)
+    back = ndimage.zoom(small, np.divide(image.shape, small.shape), order=1)
+    return back[: image.shape[0], : image.shape[1]]
 
 
 def rotation_scale_matrix(shape: tuple[int, int], angle_deg: float, scale: float) -> tuple[np.ndarray, np.ndarray]:

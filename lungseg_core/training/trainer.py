@@ -137,20 +137,27 @@ def build_network(config: TrainConfig) -> torch.nn.Module:
                        **config.architecture_kwargs)
 
 
-def initial_weights(config: TrainConfig) -> dict:
-    """The SHA-checked weights of the model ``config.init_weights`` names, if its network matches the config's."""
+def initial_weights(config: TrainConfig, model: torch.nn.Module) -> tuple[dict, list[str]]:
+    """The SHA-checked weights of the model ``config.init_weights`` names, if its network matches the config's,
+    and the names of the tensors left as initialised: with another ``num_classes`` (a lung model as the start of
+    an infection model) the layers whose shapes depend on it (the output layer) start afresh."""
     from lungseg_core.models import zoo
 
     card = {"architecture_kwargs": {}, **zoo.resolve_card(config.init_weights, config.task)}
     wanted = {"architecture": config.architecture, "architecture_kwargs": config.architecture_kwargs,
-              "in_channels": config.in_channels, "num_classes": config.num_classes}
+              "in_channels": config.in_channels}
     differs = [key for key, value in wanted.items() if card.get(key) != value]
     if differs:  # the classical method's card differs in architecture too
         raise InputError(
             f"Cannot fine-tune from '{config.init_weights}': its {', '.join(differs)} differ(s) from the config's",
-            "set architecture, architecture_kwargs, slice_spec.context and num_classes as in that model's card",
+            "set architecture, architecture_kwargs and slice_spec.context as in that model's card",
         )
-    return zoo.load_state_dict(card)
+    weights = zoo.load_state_dict(card)
+    if card.get("num_classes") == config.num_classes:
+        return weights, []
+    own = model.state_dict()
+    fresh = sorted(name for name, tensor in own.items() if name not in weights or weights[name].shape != tensor.shape)
+    return {**own, **{name: tensor for name, tensor in weights.items() if name not in fresh}}, fresh
 
 
 def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
@@ -374,8 +381,9 @@ def _train(config, run_dir, resume, device, total_epochs, command, info: DistInf
 
     model = build_network(config).to(device)
     if config.init_weights and not resume:
-        model.load_state_dict(initial_weights(config))
-        say(f"fine-tuning from {config.init_weights}")
+        weights, fresh = initial_weights(config, model)
+        model.load_state_dict(weights)
+        say(f"fine-tuning from {config.init_weights}" + (f" (started afresh: {', '.join(fresh)})" if fresh else ""))
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)

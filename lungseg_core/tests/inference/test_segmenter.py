@@ -16,6 +16,15 @@ from lungseg_core.tests.conftest import dice
 from lungseg_core.tests.models.test_zoo import save_tiny, tiny_card
 
 
+def save_tiny_3d(folder, patch_size: tuple[int, int, int]):
+    """An untrained small 3D U-Net saved as a model package; its card's path."""
+    card = tiny_card(name="tiny3d")
+    card.update(architecture="unet3d", architecture_kwargs={"base_filters": 4}, in_channels=1, spatial_dims=3,
+                patch_size=list(patch_size))
+    torch.manual_seed(0)
+    return zoo.save_model_package(build_model("unet3d", in_channels=1, num_classes=3, base_filters=4), card, folder)
+
+
 def test_threshold_segmenter_labels_both_lungs(phantom):
     labels = Segmenter("threshold", "lungs").predict(phantom.ct)
     assert labels.shape == phantom.ct.shape and labels.dtype == np.uint8
@@ -48,22 +57,14 @@ def test_infection_needs_lungs_and_stays_inside_them(phantom):
 
 
 def test_3d_model_refuses_2d_slice(tmp_path):
-    card = tiny_card(name="tiny3d")
-    card.update(architecture="unet3d", architecture_kwargs={"base_filters": 4}, in_channels=1, spatial_dims=3,
-                patch_size=[16, 32, 32])
-    network = build_model("unet3d", in_channels=1, num_classes=3, base_filters=4)
-    card_path = zoo.save_model_package(network, card, tmp_path)
+    card_path = save_tiny_3d(tmp_path, (16, 32, 32))
     slice_2d = Volume(np.full((1, 64, 64), 100.0), intensity="display", is_2d=True)
     with pytest.raises(InputError, match="needs a 3D volume"):
         Segmenter(str(card_path), "lungs").predict(slice_2d)
 
 
 def test_3d_model_predicts_whole_volume_by_patches(tmp_path, phantom):
-    card = tiny_card(name="tiny3d")
-    card.update(architecture="unet3d", architecture_kwargs={"base_filters": 4}, in_channels=1, spatial_dims=3,
-                patch_size=[16, 48, 48])
-    network = build_model("unet3d", in_channels=1, num_classes=3, base_filters=4)
-    card_path = zoo.save_model_package(network, card, tmp_path)
+    card_path = save_tiny_3d(tmp_path, (16, 48, 48))
     labels = Segmenter(str(card_path), "lungs").predict(phantom.ct)
     assert labels.shape == phantom.ct.shape
 
@@ -163,10 +164,7 @@ def test_network_probabilities_are_in_the_input_grid_and_give_the_network_labels
     from lungseg_core.preprocessing.slices import labels_from_probabilities
 
     np.testing.assert_array_equal(labels_from_probabilities(probabilities), segmenter.network_labels(phantom.ct))
-    card = tiny_card(name="tiny3d")
-    card.update(architecture="unet3d", architecture_kwargs={"base_filters": 4}, in_channels=1, spatial_dims=3,
-                patch_size=[16, 32, 32])
-    path_3d = zoo.save_model_package(build_model("unet3d", in_channels=1, num_classes=3, base_filters=4), card, tmp_path)
+    path_3d = save_tiny_3d(tmp_path, (16, 32, 32))
     with pytest.raises(InputError, match="not a 2D slice network"):
         Segmenter(str(path_3d), "lungs").network_probabilities(phantom.ct)
 
@@ -185,3 +183,13 @@ def test_a_ct_stored_in_any_axis_order_gets_the_same_labels(phantom, axes, flips
     assert dice(network > 0, phantom.lungs > 0) > 0.9  # the network itself finds the lungs here
     np.testing.assert_array_equal(segmenter.network_labels(stored), as_stored(network))
     np.testing.assert_array_equal(segmenter.predict(stored), as_stored(segmenter.predict(phantom.ct)))
+
+
+def test_a_3d_network_sees_the_ct_in_the_same_view_whatever_the_storage_order(tmp_path, phantom):
+    """3D patch networks, like slice networks, see the canonical view; labels return in the input's axis order."""
+    segmenter = Segmenter(str(save_tiny_3d(tmp_path, (16, 32, 32))), "lungs", device="cpu")
+    axes, flips = (2, 0, 1), (True, False, True)
+    labels = segmenter.network_labels(phantom.ct)
+    assert len(np.unique(labels)) > 1  # an untrained network, but not a constant one: a wrong view would show
+    stored = segmenter.network_labels(reorder_axes(phantom.ct, axes, flips))
+    np.testing.assert_array_equal(stored, reorder_axes(phantom.ct.with_array(labels), axes, flips).array)

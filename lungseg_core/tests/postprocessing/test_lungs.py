@@ -135,7 +135,8 @@ def test_add_dense_lung_adds_only_dense_regions_touching_the_lungs():
     classical[bay] = 0
     hu[bay] = 20.0
     bronchogram = np.zeros(reference.shape, bool)  # air inside the consolidation: enclosed, so it is lung
-    centre = np.argwhere(bay)[len(np.argwhere(bay)) // 2]
+    centre = np.rint(np.argwhere(bay).mean(axis=0)).astype(int)  # the middle of the bay
+    assert bay[centre[0], centre[1], centre[2] - 1:centre[2] + 2].all()
     bronchogram[centre[0], centre[1], centre[2] - 1:centre[2] + 2] = True
     hu[bronchogram] = -950.0
     trachea = np.zeros(reference.shape, bool)  # air next to the lungs: never added
@@ -148,7 +149,8 @@ def test_add_dense_lung_adds_only_dense_regions_touching_the_lungs():
 
     fused = add_dense_lung(classical, network, hu, ct)
 
-    np.testing.assert_array_equal(fused[bay], 1)  # the bay, bronchogram included, goes back to the right lung
+    # the bay, bronchogram included, goes back to the right lung (less the bay's corners, under 6 mm across)
+    assert np.mean(fused[bay] == 1) > 0.9 and np.all(fused[bronchogram] == 1) and not np.any(fused[bay] == 2)
     assert not fused[trachea & (classical == 0)].any() and not fused[island].any()
     np.testing.assert_array_equal(fused[classical > 0], classical[classical > 0])  # nothing classical is lost
     assert dice(fused > 0, reference > 0) > dice(classical > 0, reference > 0)
@@ -169,7 +171,7 @@ def test_add_dense_lung_leaves_out_tissue_with_lung_beyond_it(name):
     # a dome pushed into the right lung from the middle: lung wraps it on every side but the medial one
     radius = (x_of_right.max() - x_of_right.min()) / 2
     dome = slices & (reference == 1) & ((columns - x_of_right.max()) ** 2 + (rows - y_of_right.mean()) ** 2 < radius ** 2)
-    bay = slices & (reference == 2) & (columns > np.nonzero(reference == 2)[2].max() - 4)  # lateral rim: open
+    bay = slices & (reference == 2) & (columns > np.nonzero(reference == 2)[2].max() - 6)  # lateral part: open
     classical = np.where(dome | bay, 0, reference).astype(np.uint8)
     hu = np.where(dome | bay, 40.0, phantom.ct.array).astype(np.float32)
     network = dome | bay | (reference > 0)
@@ -181,7 +183,7 @@ def test_add_dense_lung_leaves_out_tissue_with_lung_beyond_it(name):
     fused = stored(add_dense_lung(stored(classical), stored(network), stored(hu), flip_axes(ct, ORIENTATIONS[name])))
 
     assert not fused[dome].any()
-    np.testing.assert_array_equal(fused[bay], 2)
+    assert np.mean(fused[bay] == 2) > 0.9 and not np.any(fused[bay] == 1)  # less its parts under 6 mm across
 
 
 def _lung_beyond_by_plain_march(point, centre, lungs, body, spacing_yx):
@@ -222,3 +224,34 @@ def test_ray_march_stopping_at_the_lung_box_gives_the_plain_march_answer():
     expected = [_lung_beyond_by_plain_march(p[1:], c[1:], lungs[p[0]], body[p[0]], spacing) for p, c in zip(points, centres)]
     np.testing.assert_array_equal(covered, expected)
     assert 0.1 < covered.mean() < 0.9
+
+
+def test_add_dense_lung_leaves_out_thin_rims_and_tissue_meeting_a_lung_only_in_another_plane():
+    """A network's partial-volume rim along the pleura, and soft tissue above a lung apex (it meets the lung
+    only across planes), are not consolidated lung; a bulky consolidated bay is."""
+    from lungseg_core.postprocessing import add_dense_lung
+
+    phantom = make_chest_phantom(shape=(16, 64, 64), ggo=False, consolidation=False, seed=2)
+    reference = phantom.lungs
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    left = reference == 2
+    planes = np.zeros(reference.shape, bool)
+    planes[6:11] = True
+    rim = planes & ndimage.binary_dilation(left, in_plane) & ~(reference > 0)  # one voxel wide
+    rim[:, :, : int(np.nonzero(left)[2].mean())] = False  # its lateral half, open to the chest wall
+    top = int(np.nonzero(reference.reshape(len(reference), -1).any(axis=1))[0].max())
+    apex = np.zeros(reference.shape, bool)
+    apex[top + 1] = reference[top] == 1  # right above the right lung's highest plane
+    rows, cols = np.nonzero(reference[8] == 1)
+    bay = np.zeros(reference.shape, bool)
+    bay[6:11, rows.min():rows.min() + 6, cols.min():cols.max() + 1] = True
+    bay &= reference == 1
+    classical = np.where(bay, 0, reference).astype(np.uint8)
+    hu = np.where(rim | apex | bay, 20.0, phantom.ct.array).astype(np.float32)
+    assert rim.sum() > 20 and apex.sum() > 20
+
+    fused = add_dense_lung(classical, rim | apex | bay | (reference > 0), hu, phantom.ct)
+
+    assert not fused[rim].any() and not fused[apex].any()
+    assert np.mean(fused[bay] == 1) > 0.9

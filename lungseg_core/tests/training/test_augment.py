@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lungseg_core.errors import InputError
-from lungseg_core.training.augment import AugmentConfig, Augmenter
+from lungseg_core.training.augment import AugmentConfig, Augmenter, coarser
 
 
 def _image_and_threshold_labels(size: int = 64):
@@ -57,6 +57,20 @@ def test_intensity_jitter_changes_image_only_and_stays_in_unit_range():
     np.testing.assert_array_equal(out_labels, labels)
     assert not np.allclose(out_image, image)
     assert out_image.min() >= 0.0 and out_image.max() <= 1.0
+
+
+def test_low_resolution_keeps_the_grid_and_labels_and_removes_fine_detail():
+    checkerboard = (np.indices((64, 64)).sum(axis=0) % 2).astype(np.float32)[None]
+    labels = np.zeros((64, 64), np.uint8)
+    labels[20:40, 20:40] = 1
+    config = {"enabled": True, "lowres_prob": 1.0, "lowres_zoom": [0.5, 0.5]}
+    out_image, out_labels = Augmenter(config, np.random.default_rng(0))(checkerboard, labels)
+    np.testing.assert_array_equal(out_labels, labels)
+    assert out_image.shape == checkerboard.shape
+    assert checkerboard.std() > 0.45 and out_image[0, 4:-4, 4:-4].std() < 0.05  # one-pixel detail is gone
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+    assert np.abs(coarser(ramp, 0.5) - ramp)[4:-4, 4:-4].max() < 0.03  # coarse structure stays where it was
+    np.testing.assert_array_equal(coarser(ramp, 1.0), ramp)
 
 
 def test_disabled_augmentation_is_identity_and_bad_options_fail():

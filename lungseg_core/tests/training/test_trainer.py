@@ -158,6 +158,26 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
         train(tiny(recipe, init_weights=str(first.package), architecture_kwargs={"base_filters": 8, "depth": 2}), tmp_path / "other", device="cpu", log=None)
 
 
+def test_fine_tuning_to_another_number_of_classes_keeps_all_but_the_output_layer(tmp_path):
+    """A lung model as the start of a model with other classes (an infection model): the output layer starts
+    afresh, every other layer starts from the given model."""
+    recipe = CONFIGS[0]  # seed 1 U-Net, 2 classes (background, lung)
+    first = train(tiny(recipe), tmp_path / "first", device="cpu", log=None)
+    messages = []
+    tuned = train(tiny(recipe, init_weights=str(first.package), num_classes=3, lr=1e-12), tmp_path / "tuned",
+                  device="cpu", log=messages.append)
+    from lungseg_core.models import zoo
+
+    before = zoo.load(str(first.package), "lungs").network.state_dict()
+    after = zoo.load(str(tuned.package), "lungs").network.state_dict()
+    changed = sorted(name for name in after if after[name].shape != before[name].shape)
+    assert changed and all(name.startswith("head") for name in changed)
+    for name in after:  # the learned weights; batch-norm statistics move even at a zero learning rate
+        if name not in changed and "running_" not in name and "num_batches" not in name:
+            assert torch.allclose(after[name].float(), before[name].float(), atol=1e-6), name
+    assert any("started afresh: " + ", ".join(changed) in str(message) for message in messages)
+
+
 def test_test_time_mirror_goes_from_config_to_card_to_inference(tmp_path, monkeypatch):
     from lungseg_core.inference import segmenter as segmenter_module
     from lungseg_core.synthetic import make_chest_phantom
