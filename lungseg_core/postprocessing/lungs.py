@@ -328,13 +328,10 @@ DENSE_LUNG_MIN_HU = -700.0
 THINNEST_DENSE_LUNG_MM = 6.0
 
 
-def _without_thin_parts(mask: np.ndarray, lungs: np.ndarray, volume: Volume, width_mm: float) -> np.ndarray:
+def _without_thin_parts(mask: np.ndarray, lungs: np.ndarray, volume: Volume, width_mm: float, axial: int) -> np.ndarray:
     """``mask`` opened in-plane with a disk ``width_mm`` across (at least 3 voxels): parts narrower go. Holes
     that ``mask`` and the ``lungs`` enclose (air bronchograms in consolidation) count as part of ``mask``, so
-    thin walls around them stay."""
-    if width_mm <= 0:
-        return mask
-    axial = axial_axis(volume)
+    thin walls around them stay. ``axial`` is the head-foot array axis."""
     spacing_zyx = tuple(volume.spacing[::-1])
     radius_mm = max(width_mm / 2, min(s for axis, s in enumerate(spacing_zyx) if axis != axial))
     box = bounding_box(mask, 1)
@@ -352,19 +349,19 @@ def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, 
     own it is less exact than thresholding at the lung surface. So the network only adds: its lung voxels that
     are not classical lung, denser than air (``DENSE_LUNG_MIN_HU``), open to the chest wall
     (:func:`open_to_chest_wall`), at least ``THINNEST_DENSE_LUNG_MM`` across, in in-plane regions that touch a
-    classical lung in their own plane; each region joins the lung it touches most; air the network calls lung is added only where the result encloses it in-plane (air
-    bronchograms). Classical voxels are never removed.
+    classical lung in their own plane; each region joins the lung it touches most; air the network calls lung is
+    added only where the result encloses it in-plane (air bronchograms). Classical voxels are never removed.
     """
     lungs = np.asarray(lungs)
     candidates = np.asarray(network_lung, bool) & (lungs == 0) & (np.asarray(hu) >= DENSE_LUNG_MIN_HU)
     if not candidates.any() or not lungs.any():
         return lungs.astype(np.uint8)
-    candidates = _without_thin_parts(candidates, lungs > 0, volume, THINNEST_DENSE_LUNG_MM)
+    axial = axial_axis(volume)
+    candidates = _without_thin_parts(candidates, lungs > 0, volume, THINNEST_DENSE_LUNG_MM, axial)
     candidates &= open_to_chest_wall(candidates, lungs > 0, hu, volume)
     if not candidates.any():
         return lungs.astype(np.uint8)
     box = bounding_box(candidates | (lungs > 0), 1)
-    axial = axial_axis(volume)
     # in-plane regions that touch a lung in their own plane: dense tissue that only meets a lung in the next
     # plane (at the apices, above the first rib) is not lung
     regions, count = ndimage.label(candidates[box], structure=_slice_structure(axial))

@@ -58,6 +58,9 @@ class AugmentConfig:
                 p = getattr(config, f.name)
                 if not 0.0 <= float(p) <= 1.0:
                     raise InputError(f"augmentation.{f.name} = {p} is not a probability", "give a value in [0, 1]")
+        if not all(0.0 < zoom <= 1.0 for zoom in config.lowres_zoom):
+            raise InputError(f"augmentation.lowres_zoom = {list(config.lowres_zoom)} is not a down-sampling",
+                             "give two factors in (0, 1], e.g. [0.5, 1.0]")
         return config
 
     def to_dict(self) -> dict:

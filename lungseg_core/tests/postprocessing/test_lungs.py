@@ -255,3 +255,22 @@ def test_add_dense_lung_leaves_out_thin_rims_and_tissue_meeting_a_lung_only_in_a
 
     assert not fused[rim].any() and not fused[apex].any()
     assert np.mean(fused[bay] == 1) > 0.9
+
+
+def test_thin_walls_around_an_air_bronchogram_count_as_bulky_consolidation():
+    """A consolidation 7 voxels across whose walls around an enclosed air bronchogram are one voxel thick stays
+    whole; the same walls without the air inside them (a thin ring on its own) would be opened away."""
+    from lungseg_core.postprocessing.lungs import THINNEST_DENSE_LUNG_MM, _without_thin_parts
+
+    volume = Volume(np.zeros((3, 20, 20), np.float32), spacing=(3.5, 3.5, 6.0))
+    consolidation = np.zeros(volume.shape, bool)
+    consolidation[:, 5:12, 5:12] = True
+    consolidation[:, [5, 5, 11, 11], [5, 11, 5, 11]] = False  # rounded corners, as a disk-shaped opening leaves
+    walls = consolidation.copy()
+    walls[:, 6:11, 6:11] = False  # the bronchogram: air, so not dense lung, enclosed by the walls
+    no_lungs = np.zeros(volume.shape, bool)
+    kept = _without_thin_parts(walls, no_lungs, volume, THINNEST_DENSE_LUNG_MM, 0)
+    np.testing.assert_array_equal(kept, walls)
+    thin_line = np.zeros(volume.shape, bool)
+    thin_line[:, 5, 5:12] = True  # one voxel wide and enclosing nothing
+    assert not _without_thin_parts(thin_line, no_lungs, volume, THINNEST_DENSE_LUNG_MM, 0).any()

@@ -71,6 +71,8 @@ def test_low_resolution_keeps_the_grid_and_labels_and_removes_fine_detail():
     ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
     assert np.abs(coarser(ramp, 0.5) - ramp)[4:-4, 4:-4].max() < 0.03  # coarse structure stays where it was
     np.testing.assert_array_equal(coarser(ramp, 1.0), ramp)
+    with pytest.raises(InputError, match="lowres_zoom"):
+        AugmentConfig.from_dict({"lowres_zoom": [0.0, 1.0]})
 
 
 def test_disabled_augmentation_is_identity_and_bad_options_fail():
