@@ -23,6 +23,10 @@ class AugmentConfig:
     flip_lr: float = 0.0  # probability of a left-right (x) flip
     flip_ud: float = 0.0  # probability of an anterior-posterior (y) flip
     swap_labels_on_lr_flip: list[int] | None = None  # e.g. [1, 2]: right/left lung labels follow the mirror
+    # probability of a quarter turn (either way): 2D slice images come stored sideways (MedSeg / COVID-SemiSeg
+    # has the spine on the right), so infection models should not learn one layout. Not for right/left lung
+    # labels, which a turned image no longer tells apart by side.
+    rot90_prob: float = 0.0
     rotate_prob: float = 0.0
     rotate_deg: float = 20.0  # uniform in [-rotate_deg, +rotate_deg]
     scale_prob: float = 0.0
@@ -58,6 +62,9 @@ class AugmentConfig:
                 p = getattr(config, f.name)
                 if not 0.0 <= float(p) <= 1.0:
                     raise InputError(f"augmentation.{f.name} = {p} is not a probability", "give a value in [0, 1]")
+        if config.rot90_prob and config.swap_labels_on_lr_flip:
+            raise InputError("augmentation.rot90_prob is set together with swap_labels_on_lr_flip",
+                             "a turned image no longer tells right from left by side: set rot90_prob to 0")
         if not all(0.0 < zoom <= 1.0 for zoom in config.lowres_zoom):
             raise InputError(f"augmentation.lowres_zoom = {list(config.lowres_zoom)} is not a down-sampling",
                              "give two factors in (0, 1], e.g. [0.5, 1.0]")
@@ -94,6 +101,9 @@ class Augmenter:
                 labels = np.where(labels == a, b, np.where(labels == b, a, labels))
         if self._chance(cfg.flip_ud):
             image, labels = image[..., ::-1, :], labels[..., ::-1, :]
+        if self._chance(cfg.rot90_prob):
+            turns = int(self.rng.choice([1, 3]))
+            image, labels = np.rot90(image, turns, axes=(-2, -1)), np.rot90(labels, turns, axes=(-2, -1))
         return np.ascontiguousarray(image), np.ascontiguousarray(labels)
 
     def _affine(self, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

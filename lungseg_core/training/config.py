@@ -18,7 +18,7 @@ from lungseg_core.labels import TASKS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "none")
-MONITORS = ("val_loss", "val_dice")
+MONITORS = ("val_loss", "val_dice", "val_dice_any")
 ROLES = ("split", "train", "val")
 
 

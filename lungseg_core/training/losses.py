@@ -70,16 +70,27 @@ class TverskyLoss(nn.Module):
     ``alpha`` weighs false positives, ``beta`` false negatives; beta > alpha favours recall of small
     lesions. alpha = beta = 0.5 is the soft Dice loss. Sums run over the whole batch (batch Dice), which
     keeps the loss defined for slices without any foreground.
+
+    ``union`` also scores all foreground classes together as one more region (nnU-Net's region-based
+    training). For infection the union is what gets measured ("any infection"), while the border between
+    ground glass and consolidation is uncertain even for experts; without the union term a pixel that is
+    surely infected but half GGO, half consolidation is penalised in both classes.
     """
 
-    def __init__(self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1e-5, include_background: bool = False):
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1e-5, include_background: bool = False,
+                 union: bool = False):
         super().__init__()
         self.alpha, self.beta, self.smooth = alpha, beta, smooth
-        self.include_background = include_background
+        self.include_background, self.union = include_background, union
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        probs = _foreground(torch.softmax(logits.float(), dim=1), self.include_background)
-        truth = _foreground(one_hot(target, logits.shape[1]), self.include_background)
+        all_probs = torch.softmax(logits.float(), dim=1)
+        all_truth = one_hot(target, logits.shape[1])
+        probs = _foreground(all_probs, self.include_background)
+        truth = _foreground(all_truth, self.include_background)
+        if self.union:
+            probs = torch.cat([probs, 1 - all_probs[:, :1]], dim=1)
+            truth = torch.cat([truth, 1 - all_truth[:, :1]], dim=1)
         dims = (0, 2, 3)
         tp = (probs * truth).sum(dims)
         fp = (probs * (1 - truth)).sum(dims)
@@ -91,8 +102,8 @@ class TverskyLoss(nn.Module):
 class DiceLoss(TverskyLoss):
     """Soft Dice loss: 0 for a perfect prediction, about 1 for a completely wrong one."""
 
-    def __init__(self, smooth: float = 1e-5, include_background: bool = False):
-        super().__init__(alpha=0.5, beta=0.5, smooth=smooth, include_background=include_background)
+    def __init__(self, smooth: float = 1e-5, include_background: bool = False, union: bool = False):
+        super().__init__(alpha=0.5, beta=0.5, smooth=smooth, include_background=include_background, union=union)
 
 
 class FocalLoss(nn.Module):
@@ -115,9 +126,10 @@ class FocalLoss(nn.Module):
 class DiceCELoss(nn.Module):
     """Dice + cross-entropy (nnU-Net's default): region overlap plus a well-behaved per-pixel gradient."""
 
-    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, class_weights: list[float] | None = None):
+    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, class_weights: list[float] | None = None,
+                 union: bool = False):
         super().__init__()
-        self.dice, self.ce = DiceLoss(), CrossEntropyLoss(class_weights)
+        self.dice, self.ce = DiceLoss(union=union), CrossEntropyLoss(class_weights)
         self.dice_weight, self.ce_weight = dice_weight, ce_weight
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

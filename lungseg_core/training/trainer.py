@@ -243,10 +243,11 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, amp: bool
 
 @torch.no_grad()
 def evaluate(model, loader, loss_fn, device, num_classes: int, amp: bool) -> list[float]:
-    """Sums [loss*n, n, tp_1.., fp_1.., fn_1..] over the loader (reduced across ranks by the caller)."""
+    """Sums [loss*n, n, tp_1.., tp_any, fp_1.., fp_any, fn_1.., fn_any] over the loader (reduced across ranks
+    by the caller); "any" is all foreground classes together."""
     model.eval()
     loss_sum, count = 0.0, 0
-    tp = torch.zeros(num_classes - 1, dtype=torch.float64)
+    tp = torch.zeros(num_classes, dtype=torch.float64)
     fp, fn = tp.clone(), tp.clone()
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
@@ -255,19 +256,21 @@ def evaluate(model, loader, loss_fn, device, num_classes: int, amp: bool) -> lis
         loss_sum += float(loss_fn(logits.float(), labels).item()) * images.shape[0]
         count += images.shape[0]
         pred = logits.argmax(1)
-        for c in range(1, num_classes):
-            p, r = pred == c, labels == c
+        for c in range(1, num_classes + 1):
+            p, r = (pred == c, labels == c) if c < num_classes else (pred > 0, labels > 0)
             tp[c - 1] += (p & r).sum().item()
             fp[c - 1] += (p & ~r).sum().item()
             fn[c - 1] += (~p & r).sum().item()
     return [loss_sum, float(count), *tp.tolist(), *fp.tolist(), *fn.tolist()]
 
 
-def _dice_from_sums(sums: list[float], num_classes: int) -> list[float]:
-    k = num_classes - 1
+def _dice_from_sums(sums: list[float], num_classes: int) -> tuple[list[float], float]:
+    """(Dice of each foreground class, Dice of all foreground together) from :func:`evaluate`'s sums."""
+    k = num_classes
     tp, fp, fn = sums[2:2 + k], sums[2 + k:2 + 2 * k], sums[2 + 2 * k:2 + 3 * k]
     # a class absent from prediction and reference counts as perfect (nothing to find, nothing found)
-    return [1.0 if t + p + n == 0 else 2 * t / (2 * t + p + n) for t, p, n in zip(tp, fp, fn)]
+    dices = [1.0 if t + p + n == 0 else 2 * t / (2 * t + p + n) for t, p, n in zip(tp, fp, fn)]
+    return dices[:-1], dices[-1]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -422,12 +425,13 @@ def _train(config, run_dir, resume, device, total_epochs, command, info: DistInf
         )
         val_loader = _loader(val_ds, config.batch_size, False, config.seed, epoch, info, config.num_workers, pin)
         sums = _all_reduce(evaluate(model, val_loader, loss_fn, device, config.num_classes, amp), info, device)
-        dices = _dice_from_sums(sums, config.num_classes)
+        dices, dice_any = _dice_from_sums(sums, config.num_classes)
         row = {
             "epoch": epoch,
             "train_loss": train_sum / max(train_count, 1),
             "val_loss": sums[0] / max(sums[1], 1),
             "val_dice": float(np.mean(dices)),
+            "val_dice_any": dice_any,
             **{f"val_dice_{label_column(name)}": d
                for name, d in zip(label_names(config.task, config.num_classes).values(), dices)},
             "lr": optimizer.param_groups[0]["lr"],
@@ -460,7 +464,8 @@ def _train(config, run_dir, resume, device, total_epochs, command, info: DistInf
             write_log_csv(run_dir / "log.csv", state["history"])
             plot_curves(run_dir / "curves.png", state["history"], config.name)
         say(f"epoch {epoch}/{total_epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
-            f"val Dice {row['val_dice']:.4f}, lr {row['lr']:.2e}, {row['seconds']:.1f} s" + (" *best*" if improved else ""))
+            f"val Dice {row['val_dice']:.4f}" + (f" (any {dice_any:.4f})" if config.num_classes > 2 else "")
+            + f", lr {row['lr']:.2e}, {row['seconds']:.1f} s" + (" *best*" if improved else ""))
         if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
             stopped_early = True
             say(f"early stopping: no improvement of {config.monitor} for {state['bad_epochs']} epochs")

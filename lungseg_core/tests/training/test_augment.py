@@ -19,7 +19,7 @@ def _image_and_threshold_labels(size: int = 64):
     return image[None], labels
 
 
-GEOMETRY = {"enabled": True, "flip_lr": 0.5, "flip_ud": 0.5, "rotate_prob": 1.0, "rotate_deg": 20,
+GEOMETRY = {"enabled": True, "flip_lr": 0.5, "flip_ud": 0.5, "rot90_prob": 0.5, "rotate_prob": 1.0, "rotate_deg": 20,
             "scale_prob": 1.0, "scale_range": [0.9, 1.1]}
 
 
@@ -39,6 +39,19 @@ def test_rotation_actually_moves_things():
     config = {"enabled": True, "rotate_prob": 1.0, "rotate_deg": 20}
     _, out_labels = Augmenter(config, np.random.default_rng(3))(image, labels)
     assert np.mean(out_labels != labels) > 0.01
+
+
+def test_quarter_turns_go_both_ways_and_refuse_side_labels():
+    image, labels = _image_and_threshold_labels()
+    turned = set()
+    for seed in range(12):
+        out_image, out_labels = Augmenter({"enabled": True, "rot90_prob": 1.0}, np.random.default_rng(seed))(image, labels)
+        turns = [k for k in (1, 3) if np.array_equal(out_labels, np.rot90(labels, k))]
+        assert len(turns) == 1 and np.array_equal(out_image[0], np.rot90(image[0], turns[0]))
+        turned.add(turns[0])
+    assert turned == {1, 3}
+    with pytest.raises(InputError, match="rot90_prob"):
+        AugmentConfig.from_dict({"rot90_prob": 0.5, "swap_labels_on_lr_flip": [1, 2]})
 
 
 def test_lr_flip_swaps_side_labels_when_asked():

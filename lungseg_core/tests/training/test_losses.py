@@ -73,3 +73,16 @@ def test_unknown_loss_and_bad_option_are_input_errors():
         build_loss("hinge")
     with pytest.raises(InputError, match="Bad options for loss 'dice'"):
         build_loss("dice", gamma=2)
+
+
+def test_union_term_spares_a_sure_lesion_put_in_the_wrong_infection_class(target):
+    # every lesion pixel called the other foreground class: wrong type, right extent
+    swapped = torch.where(target == 0, target, 3 - target)
+    logits = _perfect_logits(swapped, 3)
+    per_class = build_loss("dice")(logits, target).item()
+    with_union = build_loss("dice", union=True)(logits, target).item()
+    assert per_class == pytest.approx(1.0, abs=1e-3)
+    assert with_union == pytest.approx(2 / 3, abs=1e-3)  # classes 0 and 0, union 1
+    assert build_loss("dice", union=True)(_perfect_logits(target, 3), target).item() == pytest.approx(0.0, abs=1e-4)
+    missed = _perfect_logits(torch.zeros_like(target), 3)
+    assert build_loss("dice_ce", union=True)(missed, target).item() > build_loss("dice_ce", union=True)(logits, target).item()

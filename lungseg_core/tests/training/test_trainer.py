@@ -191,3 +191,30 @@ def test_test_time_mirror_goes_from_config_to_card_to_inference(tmp_path, monkey
     phantom = make_chest_phantom(shape=(8, 48, 48), seed=1)
     segmenter_module.Segmenter(str(run.package), "infection", device="cpu").predict(phantom.ct, lungs=phantom.lungs)
     assert calls == [True]
+
+
+class _FixedPrediction(torch.nn.Module):
+    """A "network" whose logits are one-hot of a fixed label map, whatever the image."""
+
+    def __init__(self, labels: torch.Tensor, classes: int):
+        super().__init__()
+        self.logits = torch.nn.functional.one_hot(labels, classes).movedim(-1, 0).float() * 10
+
+    def forward(self, images):
+        return self.logits.expand(images.shape[0], -1, -1, -1)
+
+
+def test_validation_scores_any_infection_as_well_as_each_class():
+    from lungseg_core.training.losses import build_loss
+    from lungseg_core.training.trainer import _dice_from_sums, evaluate
+
+    truth = torch.zeros(8, 8, dtype=torch.long)
+    truth[1:4, 1:4] = 1  # GGO
+    truth[5:7, 5:7] = 2  # consolidation
+    called = torch.where(truth == 0, truth, 3 - truth)  # every lesion found, each in the other class
+    loader = [(torch.zeros(2, 1, 8, 8), truth.expand(2, -1, -1))]
+    sums = evaluate(_FixedPrediction(called, 3), loader, build_loss("cross_entropy"), torch.device("cpu"), 3, False)
+    per_class, any_lesion = _dice_from_sums(sums, 3)
+    assert per_class == [0.0, 0.0] and any_lesion == 1.0
+    with pytest.raises(InputError, match="monitor"):
+        TrainConfig.from_dict({"name": "x", "task": "infection", "architecture": "unet", "data": [], "monitor": "dice"})
