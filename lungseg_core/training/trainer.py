@@ -256,17 +256,17 @@ def evaluate(model, loader, loss_fn, device, num_classes: int, amp: bool) -> lis
         loss_sum += float(loss_fn(logits.float(), labels).item()) * images.shape[0]
         count += images.shape[0]
         pred = logits.argmax(1)
-        for c in range(1, num_classes + 1):
-            p, r = (pred == c, labels == c) if c < num_classes else (pred > 0, labels > 0)
-            tp[c - 1] += (p & r).sum().item()
-            fp[c - 1] += (p & ~r).sum().item()
-            fn[c - 1] += (~p & r).sum().item()
+        regions = [(pred == c, labels == c) for c in range(1, num_classes)] + [(pred > 0, labels > 0)]
+        for i, (p, r) in enumerate(regions):
+            tp[i] += (p & r).sum().item()
+            fp[i] += (p & ~r).sum().item()
+            fn[i] += (~p & r).sum().item()
     return [loss_sum, float(count), *tp.tolist(), *fp.tolist(), *fn.tolist()]
 
 
 def _dice_from_sums(sums: list[float], num_classes: int) -> tuple[list[float], float]:
     """(Dice of each foreground class, Dice of all foreground together) from :func:`evaluate`'s sums."""
-    k = num_classes
+    k = num_classes  # the foreground classes and "any"
     tp, fp, fn = sums[2:2 + k], sums[2 + k:2 + 2 * k], sums[2 + 2 * k:2 + 3 * k]
     # a class absent from prediction and reference counts as perfect (nothing to find, nothing found)
     dices = [1.0 if t + p + n == 0 else 2 * t / (2 * t + p + n) for t, p, n in zip(tp, fp, fn)]
