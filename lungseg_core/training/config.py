@@ -29,6 +29,9 @@ class DataSource:
     ``labels`` says which task the source's labels are for (default: the config's task). A ``lungs``
     source in an ``infection`` config is a lesion host: synthetic lesions are inserted and their masks
     become the labels. ``role`` puts the whole source in training or validation instead of splitting it.
+    ``crop_to_lungs`` (default: the config's) and ``transpose`` make a source's slices look like another's:
+    CT lesion hosts cut to their lungs and transposed look like the lung-cropped 2D slice images of
+    COVID-SemiSeg and MedSeg, which are stored transposed (anterior on the left, spine on the right).
     """
 
     root: str | None = None
@@ -37,6 +40,8 @@ class DataSource:
     role: str = "split"
     optional: bool = False  # skip with a note when the folder is missing instead of failing
     options: dict = field(default_factory=dict)
+    crop_to_lungs: bool | None = None
+    transpose: bool = False
 
 
 @dataclass

@@ -192,6 +192,7 @@ class TrainingData:
     val_cases: list[str]
     descriptions: list[str]
     notes: list[str]
+    held_out_validation: bool = True  # False: "validation" scores the training slices (no held-out estimate)
 
 
 @dataclass
@@ -303,21 +304,30 @@ def _maybe_thicken(name, image, labels, lungs, options: dict, rng: np.random.Gen
     return f"{name}+thick{factor}", thick, thick_labels, thick_lungs
 
 
+def transposed(stack: SliceStack) -> SliceStack:
+    """The stack's slices with rows and columns swapped (images and labels alike)."""
+    return SliceStack(np.ascontiguousarray(stack.images.swapaxes(-1, -2)),
+                      np.ascontiguousarray(stack.labels.swapaxes(-1, -2)), stack.case_index, stack.case_names)
+
+
 def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: np.random.Generator) -> tuple[SliceStack, list[str]]:
     stacks, names = [], []
     for entry in entries:
         case = entry.case.load()
+        source = config.data[entry.source_index]
+        crop = config.crop_to_lungs if source.crop_to_lungs is None else source.crop_to_lungs
         for name, image, labels, lungs in _variants(case, entry, config, training, rng):
             if training and image.intensity == "hu":
                 name, image, labels, lungs = _maybe_thicken(name, image, labels, lungs, config.thick_slices, rng)
-            if config.crop_to_lungs:
+            if crop:
                 image, labels = crop_case_to_lungs(image, labels, lungs)
-            stacks.append(case_to_stack(
+            stack = case_to_stack(
                 image, labels, spec, name, task=config.task, num_classes=config.num_classes,
                 drop_noninformative=config.drop_noninformative,
                 keep_empty_fraction=config.keep_empty_fraction if training else 0.0,
                 max_slices=config.max_slices_per_case, rng=rng,
-            ))
+            )
+            stacks.append(transposed(stack) if source.transpose else stack)
             names.append(name)
     return concat_stacks(stacks, spec), names
 
@@ -339,7 +349,8 @@ def build_training_data(config, say=lambda _msg: None) -> TrainingData:
     if len(train) == 0:
         raise InputError("No training slices left after removing non-informative slices",
                          "check that the labels are not empty, or set drop_noninformative to false")
+    held_out = val_entries != train_entries  # split_entries falls back to validating on the training cases
     if len(val) == 0:
-        val = train
+        val, held_out = train, False
         notes.append("no informative validation slices: validating on the training slices")
-    return TrainingData(train, val, train_names, val_names, descriptions, notes)
+    return TrainingData(train, val, train_names, val_names, descriptions, notes, held_out)

@@ -59,7 +59,7 @@ def test_shipped_infection_model_is_not_a_default_it_has_not_earned():
     assert card["metrics"]["cv5_dice_any"]["value"] > 0.6
 
 
-def test_shipped_infection_model_segments_a_slice_it_never_trained_on():
+def test_shipped_infection_model_still_segments_a_slice_of_its_training_data():
     from PIL import Image
 
     from lungseg_core.inference.network import predict_labels
@@ -68,11 +68,13 @@ def test_shipped_infection_model_segments_a_slice_it_never_trained_on():
 
     root = shared_file("covid_semiseg/train")
     card = zoo.resolve_card(SHIPPED_INFECTION, "infection")
+    # it trained on all 50 slices (its held-out score is the card's cross-validation): this checks that the
+    # shipped weights and today's preprocessing still reproduce what training saw
     case = "32"
-    assert case in card["training"]["val_cases"] and case not in card["training"]["train_cases"]
+    assert case in card["training"]["train_cases"]
     loaded = zoo.load_card(card, "infection", "cpu")
     volume = read_volume(root / "images" / f"{case}.jpg")
     pred = predict_labels(loaded.network, volume, card["slice_spec"], loaded.device)
     truth = np.array(Image.open(root / "ggo_consolidation" / f"{case}.png"))
     assert pred.shape[-2:] == truth.shape
-    assert dice(pred[0] > 0, truth > 0) == pytest.approx(0.783, abs=0.02)  # measured on this validation slice
+    assert dice(pred[0] > 0, truth > 0) == pytest.approx(0.855, abs=0.02)  # measured on this training slice

@@ -110,6 +110,32 @@ def test_lesion_hosts_give_infection_labels():
     assert data.train.labels.max() >= 1 and data.train.labels.max() <= 2
 
 
+def _phantom_config(source: dict, **extra) -> TrainConfig:
+    return TrainConfig.from_dict({
+        "name": "t", "task": "lungs", "architecture": "unet", "num_classes": 2,
+        "data": [{"layout": "phantom", "role": "train", "options": {"cases": 1, "shape": [8, 48, 48]}, **source}],
+        "slice_spec": {"size": 32, "context": 0}, **extra,
+    })
+
+
+def test_a_source_can_be_shown_transposed():
+    plain = build_training_data(_phantom_config({})).train
+    turned = build_training_data(_phantom_config({"transpose": True})).train
+    assert not np.array_equal(turned.labels, plain.labels)  # the phantom is not symmetric about its diagonal
+    np.testing.assert_array_equal(turned.labels, plain.labels.swapaxes(-1, -2))
+    np.testing.assert_array_equal(turned.images, plain.images.swapaxes(-1, -2))
+
+
+def test_a_source_can_be_cut_to_its_lungs_whatever_the_config_says():
+    def lung_share(source: dict, **extra) -> float:
+        return float(np.mean(build_training_data(_phantom_config(source, **extra)).train.labels > 0))
+
+    whole = lung_share({})
+    assert lung_share({"crop_to_lungs": True}) > 1.1 * whole  # lungs fill more of a cut slice
+    assert lung_share({}, crop_to_lungs=True) == lung_share({"crop_to_lungs": True})
+    assert lung_share({"crop_to_lungs": False}, crop_to_lungs=True) == whole
+
+
 def test_lung_lesion_copies_reach_validation_with_unchanged_lung_labels():
     config = TrainConfig.from_dict({
         "name": "t", "task": "lungs", "architecture": "unet", "num_classes": 2,

@@ -193,6 +193,16 @@ def test_test_time_mirror_goes_from_config_to_card_to_inference(tmp_path, monkey
     assert calls == [True]
 
 
+def test_a_card_trained_without_validation_split_says_its_scores_are_on_training_slices(tmp_path):
+    recipe = next(p for p in CONFIGS if "infection" in p.name)
+    held_out = train(tiny(recipe), tmp_path / "split", device="cpu", log=None)
+    for metric in json.loads(held_out.package.read_text())["metrics"].values():
+        assert metric["data"].startswith("validation split")
+    on_training = train(tiny(recipe, val_fraction=0.0), tmp_path / "all", device="cpu", log=None)
+    metrics = json.loads(on_training.package.read_text())["metrics"]
+    assert metrics and all("no validation split" in m["data"] for m in metrics.values())
+
+
 class _FixedPrediction(torch.nn.Module):
     """A "network" whose logits are one-hot of a fixed label map, whatever the image."""
 
