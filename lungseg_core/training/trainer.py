@@ -21,7 +21,7 @@ import os
 import platform
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -358,15 +358,19 @@ def train(
 ) -> TrainResult:
     """Train ``config`` into ``run_dir``; ``resume`` continues from ``run_dir/checkpoints/last.pt``.
 
-    ``epochs`` overrides the config's total number of epochs (e.g. to extend a finished run).
+    ``epochs`` overrides the config's total number of epochs (e.g. to extend a finished run). It becomes the
+    config's ``epochs``, so the run's config.json and card record it and a cosine schedule of a new run spans
+    it; a resumed run keeps the schedule saved in its checkpoint.
     """
+    if epochs is not None:
+        config = replace(config, epochs=int(epochs))
     run_dir = Path(run_dir)
     requested = (device or "auto").lower()
     kind = "cuda" if requested.startswith("cuda") or (requested == "auto" and torch.cuda.is_available()) else "cpu"
     info = init_distributed(kind)
     say = (log if info.is_main and log is not None else (lambda _msg: None))
     try:
-        return _train(config, run_dir, resume, choose_device(requested, info), epochs or config.epochs, command, info, say)
+        return _train(config, run_dir, resume, choose_device(requested, info), config.epochs, command, info, say)
     finally:
         if info.initialised_here and dist.is_initialized():
             dist.destroy_process_group()

@@ -124,6 +124,16 @@ def test_early_stopping_stops_after_patience(tmp_path):
     assert len(_log_rows(tmp_path / "run")) == 3
 
 
+def test_epochs_argument_sets_the_length_of_the_cosine_schedule(tmp_path):
+    config = tiny(UNET, epochs=10, scheduler="cosine", scheduler_kwargs={}, early_stopping_patience=0, lr=1e-3)
+    train(config, tmp_path / "run", epochs=2, log=None)
+    rows = _log_rows(tmp_path / "run")
+    assert len(rows) == 2
+    # over 10 epochs the rate would still be 0.9e-3 in epoch 2; over 2 it has come down to half or less
+    assert float(rows[-1]["lr"]) <= 0.5e-3 + 1e-9
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 2
+
+
 def test_config_errors_say_what_to_fix(tmp_path):
     base = json.loads(UNET.read_text())
     cases = [({"learning_rate": 1}, "Unknown config key"), ({"optimizer": "rmsprop"}, "use one of: adam, adamw, sgd"),
