@@ -370,13 +370,13 @@ def train(
     info = init_distributed(kind)
     say = (log if info.is_main and log is not None else (lambda _msg: None))
     try:
-        return _train(config, run_dir, resume, choose_device(requested, info), config.epochs, command, info, say)
+        return _train(config, run_dir, resume, choose_device(requested, info), command, info, say)
     finally:
         if info.initialised_here and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(config, run_dir, resume, device, total_epochs, command, info: DistInfo, say) -> TrainResult:
+def _train(config, run_dir, resume, device, command, info: DistInfo, say) -> TrainResult:
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     if info.is_main:
         _check_run_dir(run_dir, resume, last_path)
@@ -420,7 +420,7 @@ def _train(config, run_dir, resume, device, total_epochs, command, info: DistInf
     val_ds = Subset(SliceDataset(data.val), range(info.rank, len(data.val), info.world_size))
     pin = device.type == "cuda"
     stopped_early = False
-    for epoch in range(state["epoch"] + 1, total_epochs + 1):
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
         tic = time.perf_counter()
         train_ds.set_epoch(epoch)
         loader = _loader(train_ds, config.batch_size, True, config.seed, epoch, info, config.num_workers, pin)
@@ -467,7 +467,7 @@ def _train(config, run_dir, resume, device, total_epochs, command, info: DistInf
             })
             write_log_csv(run_dir / "log.csv", state["history"])
             plot_curves(run_dir / "curves.png", state["history"], config.name)
-        say(f"epoch {epoch}/{total_epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+        say(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
             f"val Dice {row['val_dice']:.4f}" + (f" (any {dice_any:.4f})" if config.num_classes > 2 else "")
             + f", lr {row['lr']:.2e}, {row['seconds']:.1f} s" + (" *best*" if improved else ""))
         if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
