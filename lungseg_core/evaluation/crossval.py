@@ -59,7 +59,7 @@ def held_out_cases(config, fold: int, folds: int) -> list:
     from lungseg_core.training.sampling import open_sources, split_entries
 
     entries, _, _ = open_sources(config, lambda _msg: None)
-    _, _, test_entries, _ = split_entries(entries, replace(config, folds=folds, fold=fold))
+    _, _, test_entries = split_entries(entries, replace(config, folds=folds, fold=fold))
     return test_entries
 
 

@@ -228,12 +228,13 @@ def open_sources(config, say) -> tuple[list[_Entry], list[str], list[str]]:
     return entries, descriptions, notes
 
 
-def split_entries(entries: list, config) -> tuple[list, list, list, str | None]:
-    """(train, val, test, note): the config's patient-level split of the 'split' entries plus fixed roles.
+def split_entries(entries: list, config) -> tuple[list, list, list]:
+    """(train, val, test): the config's patient-level split of the 'split' entries plus fixed roles.
 
     With ``folds`` > 1 the held-out fold is the test set, which training never reads: the validation
     patients that pick the best epoch and stop early come from the training folds (``val_fraction`` of
     them), so a cross-validation score is not inflated by choosing the epoch on the cases it scores.
+    ``val`` is empty when no patient is left for validation (``val_fraction`` 0 or too few patients).
     """
     pool = [e for e in entries if e.role == "split"]
     patients = [e.patient for e in pool]
@@ -245,13 +246,9 @@ def split_entries(entries: list, config) -> tuple[list, list, list, str | None]:
     train = [pool[train_idx[i]] for i in inner_train] + [e for e in entries if e.role == "train"]
     val = [pool[train_idx[i]] for i in inner_val] + [e for e in entries if e.role == "val"]
     test = [pool[i] for i in test_idx]
-    note = None
-    if not val:
-        val = list(train)
-        note = "no validation patient: validating on the training cases (no held-out estimate)"
-    elif not train:
+    if val and not train:
         raise InputError("Every case went to validation", "lower val_fraction or add training cases")
-    return train, val, test, note
+    return train, val, test
 
 
 def _lesion_spec(config):
@@ -335,7 +332,12 @@ def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: 
 def build_training_data(config, say=lambda _msg: None) -> TrainingData:
     """Read every data source of ``config``, split by patient, and build the train/validation stacks."""
     entries, descriptions, notes = open_sources(config, say)
-    train_entries, val_entries, test_entries, note = split_entries(entries, config)
+    train_entries, val_entries, test_entries = split_entries(entries, config)
+    held_out = bool(val_entries)
+    note = None
+    if not held_out:
+        val_entries = train_entries
+        note = "no validation patient: validating on the training cases (no held-out estimate)"
     if test_entries:
         note = (f"fold {config.fold} of {config.folds}: {len(test_entries)} test case(s) held out for scoring, "
                 f"never read here" + (f"; {note}" if note else ""))
@@ -349,7 +351,6 @@ def build_training_data(config, say=lambda _msg: None) -> TrainingData:
     if len(train) == 0:
         raise InputError("No training slices left after removing non-informative slices",
                          "check that the labels are not empty, or set drop_noninformative to false")
-    held_out = val_entries != train_entries  # split_entries falls back to validating on the training cases
     if len(val) == 0:
         val, held_out = train, False
         notes.append("no informative validation slices: validating on the training slices")

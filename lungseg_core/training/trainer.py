@@ -528,9 +528,10 @@ def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: Tr
     model.load_state_dict(best["model"])
     best_row = next(row for row in state["history"] if row["epoch"] == best["epoch"])
     metric_command = command or f"lungseg train {config.source_path or 'CONFIG.json'}"
-    where = f"validation split ({len(data.val_cases)} case(s): {', '.join(data.val_cases[:8])}"
-    where += ", ...)" if len(data.val_cases) > 8 else ")"
-    if not data.held_out_validation:
+    if data.held_out_validation:
+        where = f"validation split ({len(data.val_cases)} case(s): {', '.join(data.val_cases[:8])}"
+        where += ", ...)" if len(data.val_cases) > 8 else ")"
+    else:
         where = "the training slices themselves (no validation split): not an estimate of accuracy on new cases"
     metrics = {
         key: {"value": round(float(value), 6), "command": metric_command, "data": where, "epoch": best["epoch"]}
