@@ -1,7 +1,7 @@
 """2D slice augmentation applied identically to an image (C, H, W) and its labels (H, W).
 
-Geometry (flips, rotation, scaling) goes through one affine matrix for both arrays: linear interpolation
-for the image, nearest neighbour for the labels, so label values never blend. Intensity jitter (brightness/
+Geometry (flips, rotation, scaling, elastic deformation) moves both arrays by the same mapping: linear
+interpolation for the image, nearest neighbour for the labels, so label values never blend. Intensity jitter (brightness/
 contrast, gamma, Gaussian noise, blur) touches the image only. Images are expected in [0, 1].
 """
 
@@ -31,6 +31,11 @@ class AugmentConfig:
     rotate_deg: float = 20.0  # uniform in [-rotate_deg, +rotate_deg]
     scale_prob: float = 0.0
     scale_range: tuple[float, float] = (0.9, 1.1)
+    # elastic deformation (Ronneberger et al. 2015): a smooth random displacement field, ``elastic_sigma`` pixels
+    # smooth, whose largest displacement is ``elastic_magnitude`` pixels. Patchy lesions change shape, not place.
+    elastic_prob: float = 0.0
+    elastic_magnitude: float = 4.0
+    elastic_sigma: float = 8.0
     intensity_prob: float = 0.0  # brightness/contrast: x * c + b
     contrast_range: tuple[float, float] = (0.9, 1.1)
     brightness_range: tuple[float, float] = (-0.05, 0.05)
@@ -65,6 +70,9 @@ class AugmentConfig:
         if config.rot90_prob and config.swap_labels_on_lr_flip:
             raise InputError("augmentation.rot90_prob is set together with swap_labels_on_lr_flip",
                              "a turned image no longer tells right from left by side: set rot90_prob to 0")
+        if config.elastic_magnitude < 0 or config.elastic_sigma <= 0:
+            raise InputError(f"augmentation.elastic_magnitude = {config.elastic_magnitude}, elastic_sigma = "
+                             f"{config.elastic_sigma} cannot deform", "give a magnitude >= 0 and a sigma > 0 (pixels)")
         if not all(0.0 < zoom <= 1.0 for zoom in config.lowres_zoom):
             raise InputError(f"augmentation.lowres_zoom = {list(config.lowres_zoom)} is not a down-sampling",
                              "give two factors in (0, 1], e.g. [0.5, 1.0]")
@@ -86,6 +94,9 @@ class Augmenter:
             return image, labels
         image, labels = self._flips(image, labels)
         image, labels = self._affine(image, labels)
+        if self._chance(self.config.elastic_prob):
+            image, labels = elastic_deform(image, labels, self.config.elastic_magnitude, self.config.elastic_sigma,
+                                           self.rng)
         return self._intensity(image), labels
 
     def _chance(self, p: float) -> bool:
@@ -136,6 +147,20 @@ class Augmenter:
         if self._chance(cfg.noise_prob):
             out = out + self.rng.normal(0.0, cfg.noise_std, out.shape).astype(np.float32)
         return np.clip(out, 0.0, 1.0).astype(image.dtype)
+
+
+def elastic_deform(image: np.ndarray, labels: np.ndarray, magnitude: float, sigma: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (C, H, W) and ``labels`` (H, W) moved by one smooth random field, at most ``magnitude`` pixels."""
+    coords = np.indices(labels.shape, dtype=np.float32)
+    for axis_coords in coords:
+        field = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, labels.shape), sigma)
+        axis_coords += (magnitude / max(float(np.abs(field).max()), 1e-12)) * field.astype(np.float32)
+    fill = float(image.min())
+    warped = np.stack([ndimage.map_coordinates(channel, coords, order=1, mode="constant", cval=fill)
+                       for channel in image.astype(np.float32)])
+    warped_labels = ndimage.map_coordinates(labels, coords, order=0, mode="constant", cval=0)
+    return warped.astype(image.dtype), warped_labels.astype(labels.dtype)
 
 
 def coarser(image: np.ndarray, zoom: float) -> np.ndarray:

@@ -70,6 +70,9 @@ class TrainConfig:
     folds: int = 0  # k-fold cross-validation when > 1; ``fold`` picks the validation fold
     fold: int = 0
     seed: int = 0
+    # seed of the patient-level split and the folds; None: ``seed``. Fix it to compare or ensemble runs of several
+    # training seeds on the same folds.
+    split_seed: int | None = None
     drop_noninformative: bool = True  # seed method: drop slices without any label
     keep_empty_fraction: float = 0.1  # ...but keep this share of them so the model sees negatives
     max_slices_per_case: int = 0  # 0 = all; else an even sample of the informative slices
@@ -126,6 +129,8 @@ class TrainConfig:
             _number(key, getattr(self, key), where, minimum=1, integer=True)
         for key in ("early_stopping_patience", "max_slices_per_case", "num_workers", "folds", "fold", "seed"):
             _number(key, getattr(self, key), where, minimum=0, integer=True)
+        if self.split_seed is not None:
+            _number("split_seed", self.split_seed, where, minimum=0, integer=True)
         _number("num_classes", self.num_classes, where, minimum=2, integer=True)
         _number("lr", self.lr, where, minimum=0, exclusive=True)
         for key in ("momentum", "weight_decay", "min_delta", "grad_clip"):

@@ -240,9 +240,10 @@ def split_entries(entries: list, config) -> tuple[list, list, list]:
     patients = [e.patient for e in pool]
     test_idx: list[int] = []
     train_idx = list(range(len(pool)))
+    split_seed = config.seed if config.split_seed is None else config.split_seed
     if config.folds > 1:
-        train_idx, test_idx = kfold_split(patients, config.folds, config.fold, config.seed)
-    inner_train, inner_val = patient_split([patients[i] for i in train_idx], config.val_fraction, config.seed)
+        train_idx, test_idx = kfold_split(patients, config.folds, config.fold, split_seed)
+    inner_train, inner_val = patient_split([patients[i] for i in train_idx], config.val_fraction, split_seed)
     train = [pool[train_idx[i]] for i in inner_train] + [e for e in entries if e.role == "train"]
     val = [pool[train_idx[i]] for i in inner_val] + [e for e in entries if e.role == "val"]
     test = [pool[i] for i in test_idx]

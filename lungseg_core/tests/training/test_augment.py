@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from lungseg_core.errors import InputError
 from lungseg_core.training.augment import AugmentConfig, Augmenter, coarser
@@ -39,6 +40,27 @@ def test_rotation_actually_moves_things():
     config = {"enabled": True, "rotate_prob": 1.0, "rotate_deg": 20}
     _, out_labels = Augmenter(config, np.random.default_rng(3))(image, labels)
     assert np.mean(out_labels != labels) > 0.01
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_elastic_deformation_moves_image_and_labels_together_within_its_magnitude(seed):
+    image, labels = _image_and_threshold_labels()
+    config = {"enabled": True, "elastic_prob": 1.0, "elastic_magnitude": 3.0, "elastic_sigma": 6.0}
+    out_image, out_labels = Augmenter(config, np.random.default_rng(seed))(image, labels)
+    assert set(np.unique(out_labels)) <= {0, 1, 2} and out_labels.dtype == labels.dtype
+    assert np.mean(out_labels != labels) > 0.005  # it moved something
+    assert np.mean((out_image[0] > 0.5) == (out_labels > 0)) > 0.98  # ... the same way in both arrays
+    # no pixel moves further than the magnitude: each output label exists within 3 px in the input
+    for value in (1, 2):
+        near = ndimage.binary_dilation(labels == value, np.ones((3, 3), bool), iterations=3)
+        assert not np.any((out_labels == value) & ~near)
+
+
+def test_elastic_options_are_checked():
+    with pytest.raises(InputError, match="elastic"):
+        AugmentConfig.from_dict({"elastic_sigma": 0})
+    with pytest.raises(InputError, match="elastic_prob"):
+        AugmentConfig.from_dict({"elastic_prob": 2})
 
 
 def test_quarter_turns_go_both_ways_and_refuse_side_labels():

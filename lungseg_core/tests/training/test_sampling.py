@@ -98,6 +98,23 @@ def test_a_cross_validation_fold_never_reads_its_test_cases():
     assert any("2 test case(s) held out" in m for m in messages)
 
 
+def test_split_seed_keeps_the_folds_when_the_training_seed_changes():
+    def test_cases(**seeds):
+        config = TrainConfig.from_dict({
+            "name": "t", "task": "lungs", "architecture": "unet", "num_classes": 3,
+            "data": [{"layout": "phantom", "options": {"cases": 10, "shape": [8, 32, 32]}}],
+            "slice_spec": {"size": 32, "context": 0}, "folds": 5, **seeds,
+        })
+        return [sorted(e.case.name for e in held_out_cases(config, fold, 5)) for fold in range(5)]
+
+    assert test_cases(seed=1) != test_cases(seed=0)  # by default the seed also draws the folds
+    assert test_cases(seed=1, split_seed=0) == test_cases(seed=0)
+    assert test_cases(seed=0, split_seed=1) == test_cases(seed=1)
+    with pytest.raises(InputError, match="split_seed"):
+        TrainConfig.from_dict({"name": "t", "task": "lungs", "architecture": "unet", "split_seed": -1,
+                               "data": [{"layout": "phantom"}]})
+
+
 def test_lesion_hosts_give_infection_labels():
     config = TrainConfig.from_dict({
         "name": "t", "task": "infection", "architecture": "unet", "num_classes": 3,
