@@ -8,6 +8,8 @@ mean class probabilities of the runs' models of the fold that never saw it, and 
 (which reproduces the runs' own ``crossval.json``). ``--clip-to-lungs MODEL`` also scores the ensemble after
 clipping it to MODEL's lungs, as ``lungseg segment`` does (e.g. ``threshold``, ``lungsegai-lungs``).
 
+Runs of other training seeds share the split when they fix it: ``--set seed=1 --set split_seed=0``.
+
 Example (the numbers in docs/models.md), after the three runs of ``lungseg crossval configs/lungsegai_infection.json
 --folds 5 -o runs/cv/NAME`` with no ``--set``, ``--set slice_spec.size=224`` and ``--set data=[COVID-SemiSeg only]``:
 
