@@ -1,8 +1,8 @@
 """2D slice augmentation applied identically to an image (C, H, W) and its labels (H, W).
 
 Geometry (flips, rotation, scaling, elastic deformation) moves both arrays by the same mapping: linear
-interpolation for the image, nearest neighbour for the labels, so label values never blend. Intensity jitter (brightness/
-contrast, gamma, Gaussian noise, blur) touches the image only. Images are expected in [0, 1].
+interpolation for the image, nearest neighbour for the labels, so label values never blend. Intensity jitter
+(brightness/contrast, gamma, Gaussian noise, blur) touches the image only. Images are expected in [0, 1].
 """
 
 from __future__ import annotations
