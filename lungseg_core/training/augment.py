@@ -94,9 +94,7 @@ class Augmenter:
             return image, labels
         image, labels = self._flips(image, labels)
         image, labels = self._affine(image, labels)
-        if self._chance(self.config.elastic_prob):
-            image, labels = elastic_deform(image, labels, self.config.elastic_magnitude, self.config.elastic_sigma,
-                                           self.rng)
+        image, labels = self._elastic(image, labels)
         return self._intensity(image), labels
 
     def _chance(self, p: float) -> bool:
@@ -124,13 +122,14 @@ class Augmenter:
         if angle == 0.0 and scale == 1.0:
             return image, labels
         matrix, offset = rotation_scale_matrix(labels.shape, angle, scale)
-        fill = float(image.min())  # air/background outside the field of view
-        warped = np.stack([
-            ndimage.affine_transform(channel, matrix, offset, order=1, mode="constant", cval=fill)
-            for channel in image.astype(np.float32)
-        ])
-        warped_labels = ndimage.affine_transform(labels, matrix, offset, order=0, mode="constant", cval=0)
-        return warped.astype(image.dtype), warped_labels.astype(labels.dtype)
+        return warp_pair(image, labels, lambda array, order, cval: ndimage.affine_transform(
+            array, matrix, offset, order=order, mode="constant", cval=cval))
+
+    def _elastic(self, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        if not self._chance(cfg.elastic_prob):
+            return image, labels
+        return elastic_deform(image, labels, cfg.elastic_magnitude, cfg.elastic_sigma, self.rng)
 
     def _intensity(self, image: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -156,11 +155,16 @@ def elastic_deform(image: np.ndarray, labels: np.ndarray, magnitude: float, sigm
     for axis_coords in coords:
         field = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, labels.shape), sigma)
         axis_coords += (magnitude / max(float(np.abs(field).max()), 1e-12)) * field.astype(np.float32)
+    return warp_pair(image, labels, lambda array, order, cval: ndimage.map_coordinates(
+        array, coords, order=order, mode="constant", cval=cval))
+
+
+def warp_pair(image: np.ndarray, labels: np.ndarray, warp) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (C, H, W) and ``labels`` (H, W) through one geometric ``warp(array, order, cval)``: the image
+    linearly with the image's minimum (air) outside the field of view, the labels by nearest neighbour with 0."""
     fill = float(image.min())
-    warped = np.stack([ndimage.map_coordinates(channel, coords, order=1, mode="constant", cval=fill)
-                       for channel in image.astype(np.float32)])
-    warped_labels = ndimage.map_coordinates(labels, coords, order=0, mode="constant", cval=0)
-    return warped.astype(image.dtype), warped_labels.astype(labels.dtype)
+    warped = np.stack([warp(channel, 1, fill) for channel in image.astype(np.float32)])
+    return warped.astype(image.dtype), warp(labels, 0, 0).astype(labels.dtype)
 
 
 def coarser(image: np.ndarray, zoom: float) -> np.ndarray:
