@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from lungseg_core import __version__
@@ -35,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == module_name:  # sub-command not available in this build
                 continue
             raise
-        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        # argparse expands %-codes in help (not in a description without %(prog)): "infection %" must be %%
+        command = sub.add_parser(name, help=module.HELP.replace("%", "%%"), description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
     return parser
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lungseg: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (`lungseg models --json | head`)
+        # Python would report the failed flush of stdout at exit: point stdout at devnull first
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as shell tools exit
 
 
 if __name__ == "__main__":
