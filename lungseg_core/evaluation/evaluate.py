@@ -121,15 +121,11 @@ def is_binary_png_mask(path: Path) -> bool:
 
 
 # -------------------------------------------------------------------------------------------- geometry
-def has_physical_geometry(volume: Volume) -> bool:
-    return volume.metadata.get("spacing_known", True) is not False
-
-
 def align_to_reference(pred: Volume, ref: Volume) -> np.ndarray:
     """The prediction's labels on the reference grid (nearest neighbour when the grids differ)."""
-    if pred.shape == ref.shape and (not has_physical_geometry(ref) or pred.same_geometry(ref)):
+    if pred.shape == ref.shape and (not ref.spacing_known or pred.same_geometry(ref)):
         return pred.array
-    if not has_physical_geometry(ref) or not has_physical_geometry(pred):
+    if not ref.spacing_known or not pred.spacing_known:
         raise InputError(
             f"prediction size {pred.shape[::-1]} differs from the 2D reference size {ref.shape[::-1]} and the "
             "image has no spacing to resample with",
@@ -159,7 +155,7 @@ def evaluate_case_task(case: str, task: str, pred_path: Path, ref_path: Path) ->
     labels = dict(TASK_LABELS[task])
     if is_binary_png_mask(ref_path):
         labels = {key: name for key, name in labels.items() if isinstance(key, tuple)}
-    physical = has_physical_geometry(ref)
+    physical = ref.spacing_known
     spacing_zyx = tuple(ref.spacing[::-1]) if physical else (1.0, 1.0, 1.0)
     rows = compute_label_metrics(pred_labels, ref.array, labels, spacing_zyx, float(np.prod(spacing_zyx)) / 1000.0)
     for row in rows:
@@ -266,7 +262,7 @@ def write_worst_case_overlays(folder: Path, worst: list[dict]) -> list[Path]:
         pred_path, ref_path = row["_sources"]
         ref = read_labelmap(ref_path, row["task"])
         pred = align_to_reference(read_labelmap(pred_path, row["task"]), ref)
-        aspect = ref.spacing[1] / ref.spacing[0] if has_physical_geometry(ref) else 1.0
+        aspect = ref.spacing[1] / ref.spacing[0] if ref.spacing_known else 1.0
         title = f"{row['case']} ({row['task']}): Dice {row['dice']:.3f}"
         target = folder / f"{row['case']}_{row['task']}.png"
         folder.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,11 @@ class Volume:
         return tuple(self.array.shape)
 
     @property
+    def spacing_known(self) -> bool:
+        """False for image files (PNG/JPG): they carry no pixel spacing or orientation (1 mm pixels assumed)."""
+        return self.metadata.get("spacing_known", True) is not False
+
+    @property
     def voxel_volume_ml(self) -> float:
         """Volume of one voxel in mL (spacing is in mm; 1 mL = 1000 mm^3)."""
         return float(np.prod(self.spacing)) / 1000.0

@@ -385,7 +385,7 @@ def classical_infection(
 def _infection_spacing(volume: Volume, lungs: np.ndarray) -> tuple[float, float, float]:
     """(z, y, x) spacing in mm; for screenshots without spacing, estimated from the lungs' extent."""
     spacing = tuple(float(s) for s in volume.spacing[::-1])
-    if volume.is_2d and volume.metadata.get("spacing_known", True) is False:
+    if not volume.spacing_known:
         rows, cols = np.nonzero(lungs[0])
         extent_px = max(np.ptp(rows), np.ptp(cols)) + 1
         pixel_mm = float(np.clip(CHEST_WIDTH_MM / extent_px, 0.4, 2.0))

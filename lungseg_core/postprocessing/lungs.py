@@ -189,7 +189,7 @@ def _display_layout_transposed(volume: Volume, parts: np.ndarray) -> bool:
     Some public slice collections (MedSeg / COVID-SemiSeg from Inf-Net) store slices transposed, spine on
     the right. Transposing a radiological display puts the patient's right at the top, so we use rows there.
     """
-    if not (volume.is_2d and volume.metadata.get("spacing_known", True) is False):
+    if volume.spacing_known:
         return False
     centres = [np.argwhere(parts == k).mean(axis=0) for k in (1, 2)]
     dz, dy, dx = np.abs(centres[0] - centres[1])
@@ -286,7 +286,7 @@ def clean_lungs(labels_or_mask: np.ndarray, volume: Volume, closing_mm: float = 
     if closing_mm > 0:
         mask = _close(mask, volume, closing_mm, axial)
     has_both = all(np.any(labels_or_mask == value) for value in (RIGHT_LUNG, LEFT_LUNG))
-    if not has_both or not mask.any() or volume.is_2d and volume.metadata.get("spacing_known", True) is False:
+    if not has_both or not mask.any() or not volume.spacing_known:
         return split_left_right(mask, volume)
     box = bounding_box(mask, 1)  # seeds and watershed in the lungs' box: a fraction of the CT, same result
     mask_in_box, labels_in_box = mask[box], labels_or_mask[box]

@@ -145,7 +145,8 @@ def _outline():
 
 
 def _draw_view(ax, image, lungs2d, infection2d, pixel_mm, window, markers, title):
-    """One slice in mm extent with overlay, orientation letters (left, right, top, bottom) and scale bar."""
+    """One slice in mm extent with overlay, orientation letters (left, right, top, bottom) and scale bar;
+    ``markers`` None for an image file, which records neither orientation nor pixel size: no letters, no bar."""
     outline = _outline()  # black rim: markers stay readable on white body as well as on black air
     rows, cols = image.shape
     extent = (0, cols * pixel_mm[0], rows * pixel_mm[1], 0)
@@ -153,6 +154,11 @@ def _draw_view(ax, image, lungs2d, infection2d, pixel_mm, window, markers, title
     if lungs2d is not None or infection2d is not None:
         ax.imshow(overlay_rgba(lungs2d, infection2d), extent=extent, interpolation="nearest")
     width, height = extent[1], extent[2]
+    ax.set_title(title, color=FOREGROUND, fontsize=9)
+    ax.set_axis_off()
+    ax.set_aspect("equal")
+    if markers is None:
+        return
     style = dict(color="white", fontsize=12, fontweight="bold", ha="center", va="center", path_effects=outline)
     left, right, top, bottom = markers
     ax.text(0.035 * width, 0.5 * height, left, **style)
@@ -164,9 +170,6 @@ def _draw_view(ax, image, lungs2d, infection2d, pixel_mm, window, markers, title
     ax.plot([x1 - bar, x1], [y, y], color="white", linewidth=3, solid_capstyle="butt", path_effects=outline)
     ax.text(x1 - bar / 2, y - 0.025 * height, f"{bar:g} mm", color="white", fontsize=8, ha="center", va="bottom",
             path_effects=outline)
-    ax.set_title(title, color=FOREGROUND, fontsize=9)
-    ax.set_axis_off()
-    ax.set_aspect("equal")
 
 
 # --------------------------------------------------------------------------- header, legend, table
@@ -263,10 +266,14 @@ def build_case_figure(ct: Volume, lungs, infection, measurements: dict, title: s
     header.text(0.0, 0.15, key_numbers_line(measurements), color=FOREGROUND, fontsize=11.5, va="center")
 
     picks = choose_axial_slices(lung_grid, inf_grid, grid.shape[0])
+    # an image file records neither orientation nor pixel size (COVID-SemiSeg's are even stored transposed)
+    known = ct.spacing_known
+
     for column, k in enumerate(picks):
         ax = fig.add_subplot(layout[1, column])
         _draw_view(ax, grid[k], None if lung_grid is None else lung_grid[k], None if inf_grid is None else inf_grid[k],
-                   (sx, sy), window, ("R", "L", "A", "P"), f"axial, {k + 1} of {grid.shape[0]} from the feet")
+                   (sx, sy), window, ("R", "L", "A", "P") if known else None,
+                   f"axial, {k + 1} of {grid.shape[0]} from the feet" if known else "image as stored (no orientation)")
 
     if grid.shape[0] > 1:
         j = _coronal_index(lung_grid, grid.shape[1])

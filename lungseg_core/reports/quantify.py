@@ -133,7 +133,7 @@ def quantify(ct: Volume, lungs: np.ndarray | None, infection: np.ndarray | None)
     notes: list[str] = []
     if ct.is_2d:
         notes.append("2D slice: volumes are pixel areas x slice thickness (1 mm unless known); no zones")
-        if not ct.metadata.get("spacing_known", True):
+        if not ct.spacing_known:
             notes.append("pixel spacing unknown (image file): volumes assume 1 mm pixels")
     if ct.intensity != "hu":
         notes.append("display-intensity image: intensity statistics are grey levels, HU bands not computed")

@@ -159,3 +159,20 @@ def test_real_ctchest4_report(ctchest4_path, ctchest4_reference, tmp_path):
     assert _colour_present(rgb, segment_by_name("Left lung").color)
     _, (grid_lungs,), _ = figures.to_lps_grid(ct, lungs)
     assert np.nonzero(grid_lungs == 1)[2].mean() < np.nonzero(grid_lungs == 2)[2].mean()
+
+
+@pytest.mark.parametrize("spacing_known", [True, False])
+def test_image_file_without_geometry_gets_no_orientation_letters_or_scale_bar(spacing_known, no_3d):
+    """A PNG/JPG records neither orientation nor pixel size (some collections store slices transposed):
+    R/L/A/P letters and a mm scale bar would be guesses, and could contradict the lung labels."""
+    array = np.full((1, 60, 80), 200, np.uint8)
+    lungs = np.zeros(array.shape, np.uint8)
+    lungs[0, 10:50, 8:35], lungs[0, 10:50, 45:72] = 1, 2
+    volume = Volume(array, intensity="display", is_2d=True, name="slice")
+    volume.metadata["spacing_known"] = spacing_known
+    fig = figures.build_case_figure(volume, lungs, None, quantify(volume, lungs, None))
+    axial = fig.axes[1]  # the header comes first
+    shown = {text.get_text() for text in axial.texts}
+    assert ({"R", "L", "A", "P"} <= shown) is spacing_known
+    assert any(t.endswith(" mm") for t in shown) is spacing_known
+    assert ("orientation" in axial.get_title()) is not spacing_known
