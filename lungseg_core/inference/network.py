@@ -10,6 +10,13 @@ import numpy as np
 from lungseg_core.io.volume import Volume
 
 ProgressCallback = Callable[[float, str], None]
+
+
+def stage_progress(progress: ProgressCallback | None, start: float, span: float) -> ProgressCallback | None:
+    """Map a stage's own 0..1 progress into its share (``start`` .. ``start + span``) of the whole run."""
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(start + span * fraction, message)
 # Slices per forward pass when the caller does not say: on CPU small batches stay in cache (4 was 25-35%
 # faster than 8 for 160 px slices on 2 cores, benchmarks/bench_segment.py); GPUs want more work per call.
 CPU_BATCH = 4
@@ -102,10 +109,12 @@ def predict_probabilities(
     slices, layout = prepare_slices(volume, spec, kind=kind)
     if planes is not None:
         slices = slices[np.asarray(planes, dtype=np.intp)]
-    probs = predict_slice_probabilities(network, slices, device, batch_size, progress, cancel)
+    # with the mirror image the two passes share the progress bar (it would otherwise run twice)
+    share = 0.5 if mirror else 1.0
+    probs = predict_slice_probabilities(network, slices, device, batch_size, stage_progress(progress, 0, share), cancel)
     if mirror:
         mirrored = predict_slice_probabilities(network, np.ascontiguousarray(slices[..., ::-1]), device,
-                                               batch_size, progress, cancel)
+                                               batch_size, stage_progress(progress, share, share), cancel)
         probs = ((probs.astype(np.float32) + mirrored[..., ::-1]) / 2).astype(np.float16)
     del slices
     _check_cancel(cancel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from lungseg_core.inference.network import predict_labels
@@ -33,6 +34,16 @@ def test_mirroring_removes_a_side_dependent_error():
     np.testing.assert_array_equal(mirrored, mirrored[..., ::-1])  # mirrored: symmetric image, symmetric labels
     assert 0 < mirrored.sum() < mirrored.size
 
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_progress_runs_once_from_start_to_end_with_or_without_the_mirror_pass(mirror):
+    spec = {"size": 32, "context": 0, "window": [0, 255], "crop_to_body": False}
+    volume = Volume(np.concatenate([_symmetric_volume().array] * 4), intensity="display")  # 8 slices, 4 batches
+    seen: list[float] = []
+    predict_labels(_SideBiasedNetwork(), volume, spec, "cpu", batch_size=2, progress=lambda f, _m: seen.append(f),
+                   kind="display", mirror=mirror)
+    assert len(seen) == (8 if mirror else 4)
+    assert seen == sorted(seen) and seen[-1] == 1.0
 
 def test_only_the_chosen_planes_are_predicted_those_between_interpolated_the_others_background():
     spec = {"size": 32, "context": 0, "window": [0, 255], "crop_to_body": False}
