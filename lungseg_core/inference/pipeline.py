@@ -17,7 +17,7 @@ import numpy as np
 
 from lungseg_core import __version__
 from lungseg_core.errors import InputError, LungSegError, OutputError
-from lungseg_core.inference.network import Cancelled, ProgressCallback
+from lungseg_core.inference.network import Cancelled, ProgressCallback, stage_progress
 from lungseg_core.inference.segmenter import Segmenter
 from lungseg_core.io import AtomicGroup, case_name, read_volume, write_labelmap, write_segmentation, write_text_atomic
 from lungseg_core.io.atomic import remove_stale_temporaries
@@ -71,13 +71,6 @@ class CaseOutcome:
     document: dict[str, Any] = field(default_factory=dict)  # what CASE.json holds, for batch summaries
 
 
-def _stage_progress(progress: ProgressCallback | None, start: float, span: float) -> ProgressCallback | None:
-    """Map a stage's own 0..1 progress into its share of the whole run."""
-    if progress is None:
-        return None
-    return lambda fraction, message: progress(start + span * fraction, message)
-
-
 def segment_volume(
     volume: Volume,
     task: str = "all",
@@ -106,14 +99,14 @@ def segment_volume(
 
     report(0.02, f"lungs: {lung_segmenter.name}")
     started = time.perf_counter()
-    lungs = lung_segmenter.predict(volume, progress=_stage_progress(progress, 0.02, 0.5), cancel=cancel, kind=kind)
+    lungs = lung_segmenter.predict(volume, progress=stage_progress(progress, 0.02, 0.5), cancel=cancel, kind=kind)
     timings["lungs"] = time.perf_counter() - started
 
     infection = None
     if infection_segmenter is not None:
         report(0.55, f"infection: {infection_segmenter.name}")
         started = time.perf_counter()
-        infection = infection_segmenter.predict(volume, lungs=lungs, progress=_stage_progress(progress, 0.55, 0.35),
+        infection = infection_segmenter.predict(volume, lungs=lungs, progress=stage_progress(progress, 0.55, 0.35),
                                                 cancel=cancel, kind=kind)
         timings["infection"] = time.perf_counter() - started
 
