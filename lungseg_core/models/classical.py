@@ -342,7 +342,8 @@ def classical_infection(
     approximately what screenshots used; without spacing, pixels are scaled so the lungs span about 250 mm.
     This is a baseline, not a diagnostic tool: it does not separate infection from atelectasis, effusion,
     scars, dependent density in expiration or motion artefacts, and vessels thicker than ~13 mm (hilum)
-    can read as consolidation. Healthy CTChest4 (10 mm slices): ~25 mL with classical lungs; see
+    can read as consolidation. Healthy CTChest4 (10 mm slices): ~25 mL with classical lungs, ~43 mL (all
+    GGO) with the default lungs, whose additions at the chest wall are dense tissue by design; see
     benchmarks/bench_infection.py (--model threshold) for all measurements.
     """
     volume = _in_hu(volume)
