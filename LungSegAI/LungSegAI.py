@@ -491,10 +491,11 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         return found
 
     def architectures(self) -> list[str]:
+        """The architectures the training panel offers: the 2D ones, the only ones `lungseg train` trains."""
         try:
-            from lungseg_core.models import ARCHITECTURES
+            from lungseg_core.training.config import trainable_architectures
 
-            return sorted(ARCHITECTURES)
+            return list(trainable_architectures())
         except Exception:  # torch missing: the list appears once it is installed
             return []
 

@@ -122,6 +122,7 @@ class TrainConfig:
 
     def validate(self, where: str = "") -> None:
         _choice("task", self.task, TASKS, where)
+        _architecture(self.architecture, where)
         _choice("optimizer", self.optimizer, OPTIMIZERS, where)
         _choice("scheduler", self.scheduler, SCHEDULERS, where)
         _choice("monitor", self.monitor, MONITORS, where)
@@ -206,6 +207,30 @@ def _data_source(values: Any, index: int, where: str) -> DataSource:
     if source.root is None and source.layout != "phantom":
         raise InputError(f"data[{index}]{where} has no 'root' folder", "give the dataset folder (or layout 'phantom')")
     return source
+
+
+def trainable_architectures() -> tuple[str, ...]:
+    """The registry's 2D networks: the only ones this trainer can train, as it feeds (N, C, H, W) slices."""
+    from lungseg_core.models.registry import ARCHITECTURES
+
+    return tuple(sorted(name for name, info in ARCHITECTURES.items() if info.spatial_dims == 2))
+
+
+def _architecture(name: Any, where: str) -> None:
+    """Refuse unknown and 3D architectures here, before any data is read: the trainer cuts 2D (2.5D) slices,
+    so a 3D network would otherwise fail on its first batch with a raw convolution shape error."""
+    from lungseg_core.models.registry import ARCHITECTURES
+
+    info = ARCHITECTURES.get(name) if isinstance(name, str) else None
+    if info is not None and info.spatial_dims != 2:
+        raise InputError(
+            f"Architecture '{name}'{where} is a {info.spatial_dims}D patch network: `lungseg train` trains only 2D "
+            "networks, on axial slices (2.5D with slice_spec.context)",
+            f"train one of: {', '.join(trainable_architectures())}; a {name} trained elsewhere is used at inference "
+            f"as a model package (zoo.save_model_package, card with \"spatial_dims\": {info.spatial_dims}): "
+            "lungseg segment --lung-model CARD.json",
+        )
+    _choice("architecture", name, trainable_architectures(), where)
 
 
 def _choice(key: str, value: Any, choices: tuple, where: str) -> None:

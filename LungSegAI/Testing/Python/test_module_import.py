@@ -67,3 +67,11 @@ def test_logic_finds_trained_model_card(module, tmp_path):
     (tmp_path / "lungs-mine.json").write_text("{}")
     (tmp_path / "lungs-mine.safetensors").write_bytes(b"0")
     assert logic.trainedModelCard(tmp_path) == str(tmp_path / "lungs-mine.json")
+
+
+def test_training_panel_offers_only_architectures_the_trainer_trains(module):
+    from lungseg_core.models import ARCHITECTURES
+
+    offered = module.LungSegAILogic().architectures()
+    assert "unet" in offered and "resunet" in offered
+    assert "unet3d" in ARCHITECTURES and "unet3d" not in offered  # 3D networks run at inference only
