@@ -37,16 +37,19 @@ SEGMENT_BYTES_PER_VOXEL = 16
 def apply_intensity_choice(volume: Volume, intensity: str = "auto") -> tuple[Volume, str]:
     """Interpret the input's values: ``auto`` (HU, or a 2D 8-bit slice), ``display`` (8-bit lung-window
     images, also 3D), or ``raw`` (scanner values without the DICOM rescale: subtract 1024)."""
-    from lungseg_core.preprocessing import check_intensity
+    from lungseg_core.preprocessing.intensity import as_display, check_intensity, check_rescaled_raw
 
     if intensity not in INTENSITY_CHOICES:
         raise InputError(f"Unknown intensity choice '{intensity}'", f"use one of {', '.join(INTENSITY_CHOICES)}")
     if intensity == "display":
-        volume = volume.with_array(volume.array, intensity="display")
+        volume = as_display(volume)  # refuses values outside 0..255
     elif intensity == "raw":
         volume = volume.with_array(volume.array.astype(np.float32) - RAW_CT_OFFSET, intensity="hu")
     kind = check_intensity(volume, allow_display=False)
-    return volume, kind
+    if intensity == "raw":
+        check_rescaled_raw(volume)
+    # the methods and the report notes read volume.intensity, CASE.json records kind: they must be one value
+    return (volume if volume.intensity == kind else volume.with_array(volume.array, intensity=kind)), kind
 
 
 @dataclass

@@ -23,6 +23,9 @@ _AIR_PRESENT_HU = -500.0
 # Raw 12-bit scanner values (before RescaleIntercept -1024): air near 0, soft tissue near 1024.
 _RAW_CT_MAX = 4096.0
 _SAMPLE_VOXELS = 1_000_000  # percentiles on a strided sample: fast on 512x512x500 volumes
+# 8-bit values a little outside 0..255 come from resampling 0-255 exports with overshooting kernels (cubic,
+# Lanczos); anything further out is another kind of data (HU CT has air near -1000).
+DISPLAY_TOLERANCE = 5.0
 
 
 def _sample(array: np.ndarray) -> np.ndarray:
@@ -53,10 +56,11 @@ def _describe(summary: dict) -> str:
     )
 
 
-def _looks_like_raw_ct(sample: np.ndarray) -> bool:
-    """Unrescaled CT: after subtracting 1024 it has air (-1024..-500) and soft tissue (-150..250)."""
-    air = np.mean(sample < 1024 + _AIR_PRESENT_HU)
-    soft_tissue = np.mean((sample > 1024 - 150) & (sample < 1024 + 250))
+def _looks_like_ct(sample: np.ndarray, offset: float = 0.0) -> bool:
+    """CT in HU (``offset`` 0), or unrescaled CT (``offset`` 1024): after subtracting ``offset`` it has air
+    (below -500) and soft tissue (-150..250)."""
+    air = np.mean(sample < offset + _AIR_PRESENT_HU)
+    soft_tissue = np.mean((sample > offset - 150) & (sample < offset + 250))
     return air > 0.02 and soft_tissue > 0.02
 
 
@@ -98,7 +102,7 @@ def check_intensity(volume: Volume, allow_display: bool = True) -> str:
             f"The image looks like an 8-bit display image ({_describe(summary)}), not Hounsfield units",
             "give the CT in HU, or allow 8-bit input with '--intensity display'",
         )
-    if low >= 0 and high <= _RAW_CT_MAX and _looks_like_raw_ct(_sample(array)):
+    if low >= 0 and high <= _RAW_CT_MAX and _looks_like_ct(_sample(array), offset=1024):
         raise InputError(
             f"The CT values look like raw scanner values without the DICOM rescale ({_describe(summary)}): "
             "air should be about -1000 HU",
@@ -115,6 +119,44 @@ def check_intensity(volume: Volume, allow_display: bool = True) -> str:
         f"The image has no air below -500 HU ({_describe(summary)}): not a chest CT in Hounsfield units "
         "(MR, normalised or z-scored data?)",
         "give the original chest CT in HU, including the lungs and the air around the body",
+    )
+
+
+def as_display(volume: Volume) -> Volume:
+    """``--intensity display``: ``volume`` marked as 8-bit lung-window grey levels (0..255).
+
+    Refuses other value ranges: marking a HU CT as display made the classical method and the numbers read
+    -1000 HU as 8-bit grey levels (lungs of a few mL reported as a normal result). Values within
+    ``DISPLAY_TOLERANCE`` of 0..255 are clipped into it.
+    """
+    array = np.asarray(volume.array)
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    # empty, NaN and infinite images pass on to check_intensity, whose messages name those faults
+    if np.isfinite([low, high]).all() and (low < -DISPLAY_TOLERANCE or high > 255 + DISPLAY_TOLERANCE):
+        hu = ", which look like Hounsfield units (air below -500)" if low < _AIR_PRESENT_HU else ""
+        raise InputError(
+            f"'--intensity display' is for 8-bit lung-window images (values 0..255), but this image has "
+            f"{_describe(intensity_summary(array))}{hu}",
+            "drop '--intensity display' (or use '--intensity auto'): auto reads a CT in HU and explains "
+            "any other value range",
+        )
+    return volume.with_array(array if low >= 0 and high <= 255 else np.clip(array, 0, 255), intensity="display")
+
+
+def check_rescaled_raw(volume: Volume) -> None:
+    """``--intensity raw`` subtracted 1024: the result must pass the test by which the auto path recognises
+    unrescaled CT (air and soft tissue present); else the input was not raw scanner values, e.g. a CT
+    already in HU, which the conversion turned into values no CT has (lungs of a few mL, reported as ok)."""
+    if _looks_like_ct(_sample(volume.array)):
+        return
+    summary = intensity_summary(volume.array)
+    already_hu = summary["min"] + 1024 < _AIR_PRESENT_HU  # air below -500 before the conversion
+    hu = "; before it the image already had air below -500, as a CT in HU has" if already_hu else ""
+    raise InputError(
+        f"After '--intensity raw' subtracted 1024 the image does not look like CT in HU ({_describe(summary)}: "
+        f"a CT has both air below -500 and soft tissue at -150..250 HU){hu}",
+        "drop '--intensity raw' (or use '--intensity auto'): raw is only for scanner values without the "
+        "DICOM rescale (air near 0, soft tissue near 1024)",
     )
 
 

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from lungseg_core.errors import OutputError
+from lungseg_core.errors import InputError, OutputError
 from lungseg_core.inference import Cancelled, segment_case, segment_many, segment_volume
+from lungseg_core.inference.pipeline import apply_intensity_choice
 from lungseg_core.io import read_labelmap, read_volume
 from lungseg_core.synthetic import make_chest_phantom
 from lungseg_core.tests.conftest import dice
@@ -122,3 +123,25 @@ def test_ctchest4_classical_meets_dice_target(ctchest4_path, ctchest4_reference)
     result = segment_volume(read_volume(ctchest4_path), task="lungs", lung_model="threshold")
     for label in (1, 2):
         assert dice(result.lungs == label, ctchest4_reference.array == label) >= 0.97
+
+
+@pytest.mark.parametrize("choice, message", [("display", "look like Hounsfield units"),
+                                             ("raw", "does not look like CT in HU")])
+def test_display_and_raw_choices_refuse_a_ct_in_hu(choice, message):
+    # before: accepted, and CTChest4's lungs came out at 15 mL (display) or 0.1 mL (raw), reported as ok
+    with pytest.raises(InputError, match=message):
+        segment_volume(make_chest_phantom().ct, task="lungs", lung_model="threshold", intensity=choice)
+
+
+def test_raw_choice_converts_raw_scanner_values_to_hu():
+    ct = make_chest_phantom().ct
+    volume, kind = apply_intensity_choice(ct.with_array(ct.array.astype(np.int32) + 1024), "raw")
+    assert kind == volume.intensity == "hu" and np.array_equal(volume.array, ct.array)
+
+
+def test_the_recorded_intensity_is_the_one_the_methods_used():
+    ct = make_chest_phantom(ggo=False, consolidation=False).ct
+    marked = ct.with_array(ct.array, intensity="display")  # HU values in a volume marked as 8-bit
+    result = segment_volume(marked, task="lungs", lung_model="threshold")
+    assert result.intensity == "hu" and result.measurements["intensity_units"] == "HU"
+    assert result.measurements["volumes_ml"]["both_lungs"] > 100

@@ -9,7 +9,9 @@ from lungseg_core.errors import InputError
 from lungseg_core.io.volume import Volume
 from lungseg_core.preprocessing.intensity import (
     LUNG_WINDOW,
+    as_display,
     check_intensity,
+    check_rescaled_raw,
     hu_from_display,
     intensity_summary,
     lung_window,
@@ -114,3 +116,29 @@ def test_hu_from_display_inverts_inside_the_window():
     display = to_unit_range(hu, "hu") * 255
     np.testing.assert_allclose(hu_from_display(display), hu, atol=1e-2)
     assert hu_from_display(np.array([0.0]))[0] == pytest.approx(LUNG_WINDOW[0])
+
+
+def test_display_choice_refuses_hu_naming_the_range_and_the_fix(phantom):
+    with pytest.raises(InputError) as info:
+        as_display(phantom.ct)
+    message = str(info.value)
+    assert "-1024..767" in message and "Hounsfield" in message and "--intensity auto" in message
+
+
+def test_display_choice_clips_a_small_overshoot_and_refuses_more(phantom):
+    array = _display_volume(phantom, "hu").array.astype(np.float32)
+    array[0, 0, :2] = [-3.0, 258.0]  # a cubic resampling of an 8-bit export
+    volume = as_display(Volume(array))
+    assert volume.intensity == "display" and volume.array.min() == 0 and volume.array.max() == 255
+    array[0, 0, 0] = 300.0
+    with pytest.raises(InputError, match="0..255"):
+        as_display(Volume(array))
+
+
+def test_raw_choice_result_must_look_like_ct(phantom):
+    check_rescaled_raw(phantom.ct)  # raw scanner values minus 1024: a CT in HU
+    with pytest.raises(InputError) as info:  # a CT already in HU, minus 1024
+        check_rescaled_raw(phantom.ct.with_array(phantom.ct.array - 1024.0))
+    assert "already had air below -500" in str(info.value) and "drop '--intensity raw'" in str(info.value)
+    with pytest.raises(InputError, match="does not look like CT in HU"):  # an 8-bit image minus 1024
+        check_rescaled_raw(Volume(_display_volume(phantom, "hu").array - 1024.0))
