@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from lungseg_core.errors import LungSegError
 from lungseg_core.io.atomic import write_text_atomic
 from lungseg_core.io.tables import rows_to_csv_text
 from lungseg_core.labels import label_column
@@ -34,11 +35,17 @@ def train_folds(config, out_dir: Path, folds: int, device: str = "auto", epochs:
                 log: Callable[[str], None] | None = print) -> list[Path]:
     """Train folds 0..folds-1 into ``OUT/fold_K``; finished folds are kept, interrupted ones resumed.
 
-    ``command_for(fold)`` gives the command line that reproduces one fold (recorded in its model card)."""
+    A fold is kept or resumed only when its ``config.json`` is this run's config of that fold (``--set`` and
+    ``--epochs`` applied, ``folds``, ``fold``, the split seed): otherwise nothing is trained and an
+    :class:`OutputError` names the keys that differ, since a fold of another split would be scored on cases
+    it trained on. ``command_for(fold)`` gives the command line that reproduces one fold (recorded in its
+    model card)."""
     from lungseg_core.training.trainer import train
 
+    fold_configs = [fold_config(config, folds, fold, epochs) for fold in range(folds)]
+    check_reusable_folds(fold_configs, out_dir)
     run_dirs = []
-    for fold in range(folds):
+    for fold, fold_cfg in enumerate(fold_configs):
         run_dir = fold_dir(out_dir, fold)
         run_dirs.append(run_dir)
         if (run_dir / "summary.json").exists():
@@ -46,12 +53,80 @@ def train_folds(config, out_dir: Path, folds: int, device: str = "auto", epochs:
                 log(f"fold {fold}: already trained ({run_dir}), kept")
             continue
         resume = (run_dir / "checkpoints" / "last.pt").exists()
-        fold_config = replace(config, folds=folds, fold=fold)
         if log:
             log(f"fold {fold}/{folds}: {'resuming' if resume else 'training'} in {run_dir}")
-        train(fold_config, run_dir, resume=resume, device=device, epochs=epochs,
-              command=command_for(fold), log=log)
+        train(fold_cfg, run_dir, resume=resume, device=device, command=command_for(fold), log=log)
     return run_dirs
+
+
+def fold_config(config, folds: int, fold: int, epochs: int | None = None):
+    """The config fold ``fold`` of ``folds`` trains with (``epochs`` as ``lungseg train --epochs`` applies it)."""
+    config = replace(config, folds=folds, fold=fold)
+    return config if epochs is None else replace(config, epochs=int(epochs))
+
+
+def config_differences(saved, wanted, key: str = "") -> list[str]:
+    """``"KEY OLD → NEW"`` for every (dotted) key whose value differs between two config dicts (as JSON)."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        return [d for k in list(saved) + [k for k in wanted if k not in saved]
+                for d in config_differences(saved.get(k, _ABSENT), wanted.get(k, _ABSENT), f"{key}.{k}" if key else k)]
+    if isinstance(saved, list) and isinstance(wanted, list) and len(saved) == len(wanted):
+        return [d for i, (a, b) in enumerate(zip(saved, wanted)) for d in config_differences(a, b, f"{key}.{i}")]
+    return [] if saved == wanted else [f"{key} {_shown(saved)} → {_shown(wanted)}"]
+
+
+_ABSENT = object()
+
+
+def _shown(value, width: int = 60) -> str:
+    text = "(absent)" if value is _ABSENT else json.dumps(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _as_json(config) -> dict:
+    return json.loads(json.dumps(config.to_dict()))
+
+
+def _with_defaults(saved: dict) -> dict:
+    """A fold's saved config with the keys added to the config since then at their defaults, which keep the
+    old behaviour: a fold trained by an older version is not another config for lack of them."""
+    from lungseg_core.training.config import TrainConfig
+
+    try:
+        return _as_json(TrainConfig.from_dict(saved))
+    except LungSegError:  # a key this version no longer knows: compared as saved, so it shows as a difference
+        return saved
+
+
+def check_reusable_folds(fold_configs: list, out_dir: Path) -> None:
+    """Refuse when a finished or interrupted fold in ``out_dir`` was trained with another config than
+    ``fold_configs[K]``: keeping it would score a model of another split (or recipe) as this run's fold."""
+    problems, stale = [], []
+    for fold, config in enumerate(fold_configs):
+        run_dir = fold_dir(out_dir, fold)
+        if not ((run_dir / "summary.json").exists() or (run_dir / "checkpoints" / "last.pt").exists()):
+            continue  # nothing to reuse: trained from scratch
+        saved_path = run_dir / "config.json"
+        try:
+            saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            problems.append(f"fold_{fold} has no readable config.json")
+            stale.append(run_dir)
+            continue
+        differences = config_differences(_with_defaults(saved), _as_json(config))
+        if differences:
+            shown = differences[:6] + ([f"and {len(differences) - 6} more"] if len(differences) > 6 else [])
+            problems.append(f"fold_{fold}: {', '.join(shown)}")
+            stale.append(run_dir)
+    if problems:
+        from lungseg_core.errors import OutputError
+
+        them = "it" if len(stale) == 1 else "them"
+        raise OutputError(
+            f"'{out_dir}' holds fold(s) trained with another config than this run, which would be kept and "
+            f"scored as this run's ({'; '.join(problems)})",
+            f"use a new -o folder, or delete {', '.join(map(str, stale))} to retrain {them}",
+        )
 
 
 def held_out_cases(config, fold: int, folds: int) -> list:
@@ -59,7 +134,7 @@ def held_out_cases(config, fold: int, folds: int) -> list:
     from lungseg_core.training.sampling import open_sources, split_entries
 
     entries, _, _ = open_sources(config, lambda _msg: None)
-    _, _, test_entries = split_entries(entries, replace(config, folds=folds, fold=fold))
+    _, _, test_entries = split_entries(entries, fold_config(config, folds, fold))
     return test_entries
 
 

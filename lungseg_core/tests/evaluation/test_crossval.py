@@ -2,12 +2,13 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 
 from lungseg_core.cli.main import main
-from lungseg_core.evaluation.crossval import case_scores, held_out_cases, summarize
+from lungseg_core.evaluation.crossval import case_scores, config_differences, held_out_cases, summarize
 from lungseg_core.training.config import load_config
 
 
@@ -91,3 +92,87 @@ def test_lung_folds_are_scored_as_segment_runs_them_with_the_classical_fusion(tm
 def test_crossval_needs_two_folds(tmp_path, capsys):
     assert main(["crossval", str(_config(tmp_path)), "--folds", "1", "-o", str(tmp_path / "cv")]) == 2
     assert "--folds 2 or more" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def two_folds(tmp_path_factory):
+    """A finished 2-fold run of the tiny phantom config, trained once; tests copy it."""
+    base = tmp_path_factory.mktemp("cv2")
+    config = _config(base)
+    assert main(["crossval", str(config), "--folds", "2", "-o", str(base / "cv"), "--device", "cpu", "--quiet"]) == 0
+    return config, base / "cv"
+
+
+def _copy_run(two_folds, tmp_path):
+    config, out = two_folds
+    shutil.copytree(out, tmp_path / "cv")
+    stamps = {d.name: (d / "summary.json").stat().st_mtime_ns for d in (tmp_path / "cv").glob("fold_*")}
+    return config, tmp_path / "cv", stamps
+
+
+def test_crossval_refuses_folds_of_another_number_of_folds(two_folds, tmp_path, capsys):
+    # fold_0/fold_1 of a 2-fold split trained on half of the cases the 3-fold test sets hold out
+    config, out, stamps = _copy_run(two_folds, tmp_path)
+    capsys.readouterr()
+    assert main(["crossval", str(config), "--folds", "3", "-o", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "fold_0: folds 2 → 3" in err and "fold_1: folds 2 → 3" in err
+    assert "use a new -o folder" in err and str(out / "fold_1") in err
+    assert not (out / "fold_2").exists()  # nothing trained
+    assert {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("fold_*")} == stamps
+
+
+def test_crossval_refuses_folds_of_another_config_value(two_folds, tmp_path, capsys):
+    config, out, stamps = _copy_run(two_folds, tmp_path)
+    capsys.readouterr()
+    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu",
+                 "--set", "slice_spec.size=48", "--set", "lr=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "slice_spec.size 32 → 48" in err and "lr 0.0001 → 0.01" in err
+    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu", "--epochs", "2"]) == 2
+    assert "epochs 1 → 2" in capsys.readouterr().err
+    assert {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("fold_*")} == stamps
+
+
+def test_crossval_keeps_folds_of_the_same_effective_config(two_folds, tmp_path, capsys):
+    # the same values given on the command line instead of in the file are the same config
+    config, out, stamps = _copy_run(two_folds, tmp_path)
+    capsys.readouterr()
+    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu",
+                 "--epochs", "1", "--set", "slice_spec.size=32"]) == 0
+    assert capsys.readouterr().out.count("already trained") == 2
+    assert {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("fold_*")} == stamps
+
+
+def test_crossval_keeps_folds_trained_before_a_config_key_existed(two_folds, tmp_path, capsys):
+    """A key added to the config later (at a default that keeps the old behaviour) is no difference."""
+    config, out, stamps = _copy_run(two_folds, tmp_path)
+    for saved_path in out.glob("fold_*/config.json"):
+        saved = json.loads(saved_path.read_text())
+        del saved["split_seed"]  # as folds trained before split_seed existed
+        saved_path.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.count("already trained") == 2
+    assert {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("fold_*")} == stamps
+
+def test_crossval_resumes_an_unfinished_fold_only_with_its_own_config(two_folds, tmp_path, capsys):
+    config, out, _ = _copy_run(two_folds, tmp_path)
+    shutil.rmtree(out / "fold_0")
+    (out / "fold_1" / "summary.json").unlink()  # interrupted: only checkpoints/last.pt is left
+    capsys.readouterr()
+    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu", "--set", "lr=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "fold_1: lr 0.0001 → 0.01" in err and "fold_0" not in err
+    assert not (out / "fold_0").exists()  # refused before training anything
+    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "fold 1/2: resuming" in printed and "fold 0/2: training" in printed
+    assert (out / "fold_1" / "summary.json").exists()
+
+
+def test_config_differences_name_dotted_keys_old_and_new():
+    saved = {"folds": 2, "slice_spec": {"size": 64, "context": 1}, "data": [{"root": "a"}], "lr": 1e-4}
+    wanted = {"folds": 3, "slice_spec": {"size": 64, "context": 1}, "data": [{"root": "b"}], "lr": 1e-4, "new": 1}
+    assert config_differences(saved, wanted) == ["folds 2 → 3", 'data.0.root "a" → "b"', "new (absent) → 1"]
+    assert config_differences(saved, json.loads(json.dumps(saved))) == []
