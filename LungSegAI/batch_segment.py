@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 TASKS = ("all", "lungs", "infection")
 
 
@@ -52,44 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_volume_file(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(VOLUME_SUFFIXES) and not path.name.lower().endswith(
-        ".seg.nrrd")
+def expand_inputs(paths: Sequence[str | Path], output: Path | None = None,
+                  note: Callable[[str], None] | None = None) -> list[Path]:
+    """One entry per case, by the rule of ``lungseg segment`` (:func:`lungseg_core.inference.inputs.find_cases`):
+    files as given, a DICOM series folder as one case, a folder's CT files and series folders; the rest noted."""
+    from lungseg_core.inference.inputs import find_cases
 
-
-def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """One entry per case: files as given; a folder's CT files; a folder of DICOM files as one series.
-
-    A folder whose files are all DICOM (``.dcm`` or no suffix) is a series; sub-folders holding series are
-    cases of their own. Order is stable (sorted), duplicates are dropped.
-    """
-    cases: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.is_dir():
-            cases.append(path)  # missing files are reported per case, not here
-            continue
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        volumes = [p for p in files if _is_volume_file(p) and not p.name.lower().endswith(".dcm")]
-        if volumes:
-            cases.extend(volumes)
-        elif any(_looks_like_dicom(p) for p in files):
-            cases.append(path)
-        for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-            if any(_looks_like_dicom(p) for p in sub.iterdir() if p.is_file()):
-                cases.append(sub)
-    return list(dict.fromkeys(cases))
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    if path.suffix.lower() == ".dcm":
-        return True
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
+    return find_cases([Path(p) for p in paths], output, note)
 
 
 def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], None] = print) -> int:
@@ -102,7 +70,7 @@ def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], N
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cases = expand_inputs(args.input)
+    cases = expand_inputs(args.input, out_dir, lambda line: log(f"batch_segment: note: {line}"))
     if not cases:
         log(f"batch_segment: error: no CT found in {', '.join(map(str, args.input))}")
         write_manifest(out_dir / "manifest.csv", [])

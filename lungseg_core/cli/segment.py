@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from lungseg_core.errors import InputError
 from lungseg_core.inference.device import DEVICE_CHOICES, resolve_device
+from lungseg_core.inference.inputs import find_cases
 from lungseg_core.inference.pipeline import INTENSITY_CHOICES, TASK_CHOICES, batch_summary, segment_many
-from lungseg_core.io.readers import VOLUME_SUFFIXES, is_image_file
 from lungseg_core.models import zoo
 from lungseg_core.cli.progress import progress_printer
 
@@ -19,7 +20,8 @@ HELP = "Segment right/left lung and infection (GGO, consolidation) in chest CTs;
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                         help="CT files (NIfTI, NRRD/NHDR, MHA/MHD), DICOM series folders, 2D PNG/JPG slices, "
-                             "or folders of such files")
+                             "or folders of such files and series folders (anything else in them is skipped with a "
+                             "note)")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--task", choices=TASK_CHOICES, default="all", help="what to segment (default: all)")
     parser.add_argument("--model", default=None, metavar="NAME_OR_PATH",
@@ -53,20 +55,13 @@ def positive_int(text: str) -> int:
     return value
 
 
-def expand_inputs(paths: list[Path]) -> list[Path]:
-    """Folders holding CT files stand for those files; any other folder is taken as one DICOM series."""
-    expanded: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                           and (p.name.lower().endswith(VOLUME_SUFFIXES) and not p.name.lower().endswith(".seg.nrrd")
-                                or is_image_file(p)))
-            expanded.extend(files or [path])
-        else:
-            expanded.append(path)
-    if not expanded:
+def expand_inputs(paths: list[Path], output: Path | None = None,
+                  note: Callable[[str], None] | None = None) -> list[Path]:
+    """The cases of the inputs (:func:`lungseg_core.inference.inputs.find_cases`); none is an error."""
+    cases = find_cases(paths, output, note)
+    if not cases:
         raise InputError("No input given", "name CT files or folders")
-    return expanded
+    return cases
 
 
 def models_for_tasks(model: str | None, lung_model: str | None, infection_model: str | None) -> tuple[str, str]:
@@ -83,12 +78,24 @@ def models_for_tasks(model: str | None, lung_model: str | None, infection_model:
     return lung_model or lung, infection_model or infection
 
 
+def check_weights(cards: list[dict]) -> None:
+    """Verify each chosen network's weights once (present, SHA-256 as its card says, readable): a missing or
+    replaced file would otherwise fail every case of a batch in turn. Only the tensors are read (a file of a few
+    MB); each case builds its network as before."""
+    for card in cards:
+        if card["architecture"] != "classical":
+            zoo.load_state_dict(card)
+
+
 def run(args: argparse.Namespace) -> int:
-    inputs = expand_inputs(args.inputs)
+    inputs = expand_inputs(args.inputs, args.output,
+                           lambda line: print(f"lungseg segment: note: {line}", file=sys.stderr))
     lung_model, infection_model = models_for_tasks(args.model, args.lung_model, args.infection_model)
-    # fail fast, before any case runs: a missing/unknown model, or a GPU that is not there
+    # fail fast, before any case runs and before the output folder is made: a missing/unknown model, weights
+    # missing or altered, or a GPU that is not there
     cards = {task: zoo.resolve_card(name, task) for name, task in ((lung_model, "lungs"), (infection_model, "infection"))}
     used = [cards["lungs"]] + ([cards["infection"]] if args.task != "lungs" else [])
+    check_weights(used)
     if any(card["architecture"] != "classical" for card in used):  # the classical method runs on the CPU
         resolve_device(args.device)
     log = None if args.quiet else print

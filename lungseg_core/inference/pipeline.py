@@ -297,7 +297,14 @@ def segment_many(
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}", "use --workers 1 (default) or more")
     check_outputs_spare_inputs([out_dir / name for name in BATCH_FILES], inputs)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():  # e.g. `-o ct.nii.gz`: mkdir would end in a traceback
+        raise OutputError(f"Output '{out_dir}' is an existing file, not a folder",
+                          "-o must be a folder: give a new or existing folder for the results")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the path, no permission, a read-only disk: one line, no traceback
+        raise OutputError(f"Cannot create the output folder '{out_dir}' ({exc.strerror or exc})",
+                          "-o must be a folder you can write to") from None
     outcomes: list[CaseOutcome | None] = [None] * len(inputs)
     todo = plan_batch(inputs, out_dir, case_options, outcomes)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from lungseg_core.io.volume import Volume
 # A step between neighbouring slices this much larger than the usual step means slices are missing;
 # 1.5 tolerates the rounding of positions in the headers and never passes a whole missing slice (2x).
 GAP_FACTOR = 1.5
+DICOM_MARKER = b"DICM"
+# the file meta group (Media Storage SOP Class UID among it) follows the marker within the first few hundred bytes
+HEADER_BYTES = 1024
+MEDIA_STORAGE_DIRECTORY = rb"1\.2\.840\.10008\.1\.3\.10(?![.\d])"  # SOP class UID of a DICOMDIR
 
 
 @dataclass
@@ -22,6 +27,29 @@ class DicomSeries:
     files: list[str]
     modality: str = ""
     description: str = ""
+
+
+def is_dicom_file(path: Path) -> bool:
+    """A DICOM image file by its content, whatever its name: the 'DICM' marker after the 128-byte preamble of
+    DICOM Part 10 files. A DICOMDIR (the index of a CD/DVD export) has it too but is no image: it must not make
+    the folder above a study's series one series folder."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEADER_BYTES)
+    except OSError:
+        return False
+    return head[128:132] == DICOM_MARKER and re.search(MEDIA_STORAGE_DIRECTORY, head[132:]) is None
+
+
+def gdcm_finds_series(folder: Path) -> bool:
+    """Whether GDCM groups any file of ``folder`` (not its sub-folders) into a series: catches DICOM files
+    written without the preamble (old ACR-NEMA style exports), at the cost of parsing every file's header."""
+    import SimpleITK as sitk
+
+    try:
+        return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    except RuntimeError:
+        return False
 
 
 def find_series(folder: Path) -> list[DicomSeries]:

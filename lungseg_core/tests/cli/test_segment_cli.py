@@ -176,3 +176,73 @@ def test_dicom_folder_input_says_which_series(tmp_path, capsys):
     assert "DICOM series" in out and "20 slices" in out
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert doc["input"]["dicom_series"]["slices"] == 20
+
+
+def _small_phantom():
+    from lungseg_core.synthetic import make_chest_phantom
+
+    return make_chest_phantom(shape=(12, 48, 48), spacing=(7.0, 7.0, 24.0), ggo=False, consolidation=False)
+
+
+def _picture(path):
+    from PIL import Image
+
+    Image.fromarray((np.arange(32 * 32).reshape(32, 32) % 200).astype(np.uint8)).save(path)
+    return path
+
+
+def test_a_dicom_series_folder_with_a_picture_is_read_as_the_series(tmp_path, capsys):
+    from lungseg_core.tests.io.test_dicom import write_series
+
+    small = _small_phantom()
+    write_series(tmp_path / "dcm", 0, "1.2.3.900", spacing=(7.0, 7.0, 24.0), array=small.ct.array.astype(np.int16))
+    _picture(tmp_path / "dcm" / "preview.jpg")  # a thumbnail saved by a viewer: no CT slice
+    status, _, err = run_cli(capsys, "segment", tmp_path / "dcm", "-o", tmp_path / "out", "--model", "threshold",
+                             "--task", "lungs", "--no-report", "-q")
+    assert status == 0, err
+    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
+    assert [(r["case"], r["status"]) for r in rows] == [("dcm", "ok")] and "12 slices" in rows[0]["note"]
+    assert "preview.jpg" in err and "note" in err  # skipped, and said so
+
+
+def test_folder_cases_are_its_ct_files_and_series_folders_at_any_depth_the_rest_is_noted(tmp_path):
+    from lungseg_core.cli.segment import expand_inputs
+    from lungseg_core.tests.io.test_dicom import write_series
+
+    top = tmp_path / "in"
+    for name in ("ex.nii.gz", "slice.png", "old.seg.nrrd", "notes.txt", "labels/ex.nii.gz"):
+        (top / name).parent.mkdir(parents=True, exist_ok=True)
+        (top / name).write_bytes(b"x")  # expansion goes by names and DICOM content, reading no image
+    write_series(top / "patient7", 3, "1.2.3.901")
+    write_series(top / "site" / "patient8" / "ct", 3, "1.2.3.902")
+    (top / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x02\x00UI\x14\x001.2.840.10008.1.3.10")
+    headless = write_series(top / "old" / "patient9", 3, "1.2.3.903")
+    for path in headless:  # DICOM without the preamble: found by GDCM
+        path.write_bytes(path.read_bytes()[132:])
+    notes = []
+    cases = expand_inputs([top, top / "patient7"], tmp_path / "out", notes.append)
+    assert cases == [top / "ex.nii.gz", top / "slice.png", top / "old" / "patient9", top / "patient7",
+                     top / "site" / "patient8" / "ct"]  # patient7, named twice, is one case
+    text = "\n".join(notes)
+    for name in ("notes.txt", "old.seg.nrrd", "DICOMDIR", "labels"):
+        assert name in text, text
+
+
+def test_rerun_into_the_input_folder_skips_its_own_outputs(tmp_path, capsys):
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    small = _small_phantom()
+    _write_ct(folder / "ex.nii.gz", small.ct.array, spacing=small.ct.spacing)
+    argv = ["segment", folder, "-o", folder, "--model", "threshold", "--task", "lungs", "-q"]
+    assert run_cli(capsys, *argv)[0] == 0
+    assert (folder / "summary.png").exists() and (folder / "ex.png").exists()
+    status, _, err = run_cli(capsys, *argv[:-1])  # with progress: the finished case is skipped
+    assert status == 0, err
+    rows = list(csv.DictReader((folder / "manifest.csv").open()))
+    assert [(r["case"], r["status"]) for r in rows] == [("ex", "skipped")]
+    assert "outputs of an earlier lungseg run" in err
+
+    inner = ["segment", folder, "-o", folder / "out", "--model", "threshold", "--task", "lungs", "--no-report", "-q"]
+    assert run_cli(capsys, *inner)[0] == 0
+    status, _, err = run_cli(capsys, *inner)
+    assert status == 0 and "it is the output folder" in err, err

@@ -55,11 +55,10 @@ def fault_cases(tmp_path, small):
         "4d": ([write_image(tmp_path / "four.nrrd", time_series)], [], "2 time points"),
         "float 0-1": ([write_image(tmp_path / "unit.nii.gz", sitk.GetImageFromArray(unit))], [], "normalised to 0..1"),
         "sheared": ([tmp_path / "sheared.nii.gz"], [], "sheared"),
-        "corrupt model": ([good], ["--lung-model", corrupt_model(tmp_path)], "corrupt"),
     }
 
 
-@pytest.mark.parametrize("case", ["inf voxels", "4d", "float 0-1", "sheared", "corrupt model"])
+@pytest.mark.parametrize("case", ["inf voxels", "4d", "float 0-1", "sheared"])
 def test_fault_gives_one_line_error_and_no_partial_output(tmp_path, capsys, small, case):
     inputs, extra, expected = fault_cases(tmp_path, small)[case]
     out = tmp_path / "out"
@@ -69,6 +68,36 @@ def test_fault_gives_one_line_error_and_no_partial_output(tmp_path, capsys, smal
     assert len(error_lines) == 1 and expected in error_lines[0], err
     assert "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["manifest.csv"]
+
+
+def faulty_model(tmp_path, fault):
+    """A model package with ``fault``: its weights file gone, altered after export, or unreadable."""
+    if fault == "corrupt":
+        return corrupt_model(tmp_path)
+    card_path, _ = save_tiny(tmp_path / "models")
+    weights = tmp_path / "models" / "tiny.safetensors"
+    if fault == "missing":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    return card_path
+
+
+@pytest.mark.parametrize("fault, expected", [("missing", "is missing"), ("altered", "SHA-256"), ("corrupt", "corrupt")])
+def test_model_fault_stops_the_batch_before_any_case(tmp_path, capsys, small, fault, expected):
+    paths = [write_image(tmp_path / f"{name}.nii.gz", small.ct.to_sitk()) for name in ("a", "b")]
+    status, _, err = run_cli(capsys, "segment", *paths, "-o", tmp_path / "out", "--lung-model",
+                             faulty_model(tmp_path, fault), "--task", "lungs", "-q")
+    assert status == 2 and expected in err and err.count("\n") == 1, err  # once, not once per case
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_output_that_is_a_file_is_refused_in_one_line(tmp_path, capsys, small):
+    path = write_image(tmp_path / "ex.nii.gz", small.ct.to_sitk())
+    original = path.read_bytes()
+    status, _, err = run_cli(capsys, "segment", path, "-o", path, "--model", "threshold", "-q")
+    assert status == 2 and "-o must be a folder" in err and err.count("\n") == 1, err
+    assert "Traceback" not in err and path.read_bytes() == original
 
 
 def test_too_large_for_memory_is_refused_with_the_size_needed(tmp_path, capsys, small, monkeypatch):

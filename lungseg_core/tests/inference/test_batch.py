@@ -180,3 +180,11 @@ def test_a_worker_that_dies_fails_its_case_not_the_batch(tmp_path):
     outcome = pipeline._worker_outcome(died, tmp_path / "ct.nii.gz")
     assert outcome.status == "failed" and outcome.case == "ct"
     assert "worker process failed" in outcome.error and "fewer --workers" in outcome.error
+
+
+def test_an_output_path_that_is_a_file_is_an_output_error(tmp_path, small_ct):
+    inputs = write_inputs(tmp_path, small_ct, ["ct"])
+    with pytest.raises(OutputError, match="is an existing file, not a folder. -o must be a folder"):
+        segment_many(inputs, inputs[0], log=None, **FAST)
+    with pytest.raises(OutputError, match="Cannot create the output folder"):  # a file in the folder's path
+        segment_many(inputs, inputs[0] / "out", log=None, **FAST)

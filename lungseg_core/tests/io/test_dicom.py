@@ -10,11 +10,15 @@ from lungseg_core.errors import InputError
 from lungseg_core.io import read_volume
 
 
-def write_series(folder, slices, uid, modality="CT", description="chest", spacing=(0.8, 0.8, 2.5), z_offset=0.0):
-    """One DICOM file per slice with the tags that GDCM groups and sorts by."""
+def write_series(folder, slices, uid, modality="CT", description="chest", spacing=(0.8, 0.8, 2.5), z_offset=0.0,
+                 array=None):
+    """One DICOM file per slice with the tags that GDCM groups and sorts by; ``array`` (z, y, x) replaces the
+    default 16x16 block (``slices`` is then its depth)."""
     folder.mkdir(parents=True, exist_ok=True)
-    array = np.full((slices, 16, 16), -1000, np.int16)
-    array[:, 4:12, 4:12] = 40
+    if array is None:
+        array = np.full((slices, 16, 16), -1000, np.int16)
+        array[:, 4:12, 4:12] = 40
+    slices = len(array)
     volume = sitk.GetImageFromArray(array)
     volume.SetSpacing(spacing)
     volume.SetOrigin((0.0, 0.0, z_offset))
@@ -77,3 +81,19 @@ def test_dicom_series_size_is_checked_before_reading(tmp_path, monkeypatch):
     monkeypatch.setenv("LUNGSEG_MAX_MEMORY_GB", str(1e-6))  # about 1 kB
     with pytest.raises(InputError, match="16x16x6 voxels need about"):
         read_volume(tmp_path / "ct")
+
+
+def test_dicom_files_are_told_by_content_not_name(tmp_path):
+    from lungseg_core.io.dicom import gdcm_finds_series, is_dicom_file
+
+    slice_file = write_series(tmp_path / "ct", 3, "1.2.3.800")[0]
+    no_suffix = slice_file.rename(tmp_path / "ct" / "IM0001")  # DICOM files often have no extension
+    dicomdir = tmp_path / "DICOMDIR"  # the index of a CD export: DICOM, but no image
+    dicomdir.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x02\x00UI\x14\x001.2.840.10008.1.3.10" + b"\0" * 64)
+    jpg = tmp_path / "preview.dcm"  # a picture misnamed .dcm
+    jpg.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 300)
+    assert is_dicom_file(no_suffix) and not is_dicom_file(dicomdir) and not is_dicom_file(jpg)
+    headless = tmp_path / "headless"  # no 128-byte preamble: only GDCM tells
+    headless.mkdir()
+    (headless / "1").write_bytes(no_suffix.read_bytes()[132:])
+    assert not is_dicom_file(headless / "1") and gdcm_finds_series(headless) and not gdcm_finds_series(tmp_path)
