@@ -59,7 +59,7 @@ def test_folds_partition_the_cases(tmp_path):
 def test_crossval_command_trains_scores_and_keeps_finished_folds(tmp_path, capsys):
     config = _config(tmp_path)
     out = tmp_path / "cv"
-    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert _rerun(config, out, "--quiet") == 0
     rows = (out / "crossval.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 4  # header + every phantom case once
     report = json.loads((out / "crossval.json").read_text())
@@ -70,7 +70,7 @@ def test_crossval_command_trains_scores_and_keeps_finished_folds(tmp_path, capsy
     assert "--fold 1" in card["training"]["command"] and "folds=2" in card["training"]["command"]
     assert "lung: Dice" in capsys.readouterr().out
     stamp = (out / "fold_0" / "summary.json").stat().st_mtime_ns
-    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu"]) == 0
+    assert _rerun(config, out) == 0
     assert (out / "fold_0" / "summary.json").stat().st_mtime_ns == stamp
     assert "already trained" in capsys.readouterr().out
 
@@ -103,45 +103,51 @@ def two_folds(tmp_path_factory):
     return config, base / "cv"
 
 
+def _stamps(out):
+    """When each finished fold was written: unchanged means kept, not retrained."""
+    return {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("fold_*")}
+
+
 def _copy_run(two_folds, tmp_path):
     config, out = two_folds
     shutil.copytree(out, tmp_path / "cv")
-    stamps = {d.name: (d / "summary.json").stat().st_mtime_ns for d in (tmp_path / "cv").glob("fold_*")}
-    return config, tmp_path / "cv", stamps
+    return config, tmp_path / "cv", _stamps(tmp_path / "cv")
+
+
+def _rerun(config, out, *extra, folds=2):
+    return main(["crossval", str(config), "--folds", str(folds), "-o", str(out), "--device", "cpu", *extra])
 
 
 def test_crossval_refuses_folds_of_another_number_of_folds(two_folds, tmp_path, capsys):
     # fold_0/fold_1 of a 2-fold split trained on half of the cases the 3-fold test sets hold out
     config, out, stamps = _copy_run(two_folds, tmp_path)
     capsys.readouterr()
-    assert main(["crossval", str(config), "--folds", "3", "-o", str(out), "--device", "cpu"]) == 2
+    assert _rerun(config, out, folds=3) == 2
     err = capsys.readouterr().err
     assert "fold_0: folds 2 → 3" in err and "fold_1: folds 2 → 3" in err
     assert "use a new -o folder" in err and str(out / "fold_1") in err
     assert not (out / "fold_2").exists()  # nothing trained
-    assert {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("fold_*")} == stamps
+    assert _stamps(out) == stamps
 
 
 def test_crossval_refuses_folds_of_another_config_value(two_folds, tmp_path, capsys):
     config, out, stamps = _copy_run(two_folds, tmp_path)
     capsys.readouterr()
-    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu",
-                 "--set", "slice_spec.size=48", "--set", "lr=0.01"]) == 2
+    assert _rerun(config, out, "--set", "slice_spec.size=48", "--set", "lr=0.01") == 2
     err = capsys.readouterr().err
     assert "slice_spec.size 32 → 48" in err and "lr 0.0001 → 0.01" in err
-    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu", "--epochs", "2"]) == 2
+    assert _rerun(config, out, "--epochs", "2") == 2
     assert "epochs 1 → 2" in capsys.readouterr().err
-    assert {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("fold_*")} == stamps
+    assert _stamps(out) == stamps
 
 
 def test_crossval_keeps_folds_of_the_same_effective_config(two_folds, tmp_path, capsys):
     # the same values given on the command line instead of in the file are the same config
     config, out, stamps = _copy_run(two_folds, tmp_path)
     capsys.readouterr()
-    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu",
-                 "--epochs", "1", "--set", "slice_spec.size=32"]) == 0
+    assert _rerun(config, out, "--epochs", "1", "--set", "slice_spec.size=32") == 0
     assert capsys.readouterr().out.count("already trained") == 2
-    assert {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("fold_*")} == stamps
+    assert _stamps(out) == stamps
 
 
 def test_crossval_keeps_folds_trained_before_a_config_key_existed(two_folds, tmp_path, capsys):
@@ -152,20 +158,21 @@ def test_crossval_keeps_folds_trained_before_a_config_key_existed(two_folds, tmp
         del saved["split_seed"]  # as folds trained before split_seed existed
         saved_path.write_text(json.dumps(saved))
     capsys.readouterr()
-    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu"]) == 0
+    assert _rerun(config, out) == 0
     assert capsys.readouterr().out.count("already trained") == 2
-    assert {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("fold_*")} == stamps
+    assert _stamps(out) == stamps
+
 
 def test_crossval_resumes_an_unfinished_fold_only_with_its_own_config(two_folds, tmp_path, capsys):
     config, out, _ = _copy_run(two_folds, tmp_path)
     shutil.rmtree(out / "fold_0")
     (out / "fold_1" / "summary.json").unlink()  # interrupted: only checkpoints/last.pt is left
     capsys.readouterr()
-    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu", "--set", "lr=0.01"]) == 2
+    assert _rerun(config, out, "--set", "lr=0.01") == 2
     err = capsys.readouterr().err
     assert "fold_1: lr 0.0001 → 0.01" in err and "fold_0" not in err
     assert not (out / "fold_0").exists()  # refused before training anything
-    assert main(["crossval", str(config), "--folds", "2", "-o", str(out), "--device", "cpu"]) == 0
+    assert _rerun(config, out) == 0
     printed = capsys.readouterr().out
     assert "fold 1/2: resuming" in printed and "fold 0/2: training" in printed
     assert (out / "fold_1" / "summary.json").exists()
