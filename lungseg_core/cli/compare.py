@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lungseg_core.errors import OutputError
@@ -25,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     existing = [p for p in (out_dir / "compare.csv", out_dir / "compare.png") if p.exists()]
     if existing and not args.overwrite:
         raise OutputError(f"'{existing[0]}' already exists", "pass --overwrite or choose another -o folder")
-    csv_path, png_path = compare_folders(args.baseline, args.followup, out_dir)
+    csv_path, png_path = compare_folders(args.baseline, args.followup, out_dir,
+                                         lambda line: print(f"lungseg compare: note: {line}", file=sys.stderr))
     print(csv_path)
     print(png_path)
     return 0

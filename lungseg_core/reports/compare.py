@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -116,9 +117,28 @@ def _compare_figure(pairs_rows: list[list[dict]]):
     return fig
 
 
-def compare_folders(baseline_dir, followup_dir, out_dir) -> tuple[Path, Path]:
-    """Write OUT/compare.csv (long format, one number per row) and OUT/compare.png (bar charts)."""
+def pairing_notes(baseline: dict, followup: dict) -> list[str]:
+    """What makes a pair's changes doubtful: other case names (paired as the only case of each folder: perhaps
+    two patients), or other models (the change then mixes the disease's with the methods' difference)."""
+    name = f"{baseline.get('case')} -> {followup.get('case')}"
+    notes = [] if baseline.get("case") == followup.get("case") else [
+        f"{name}: paired as the only case of each folder although the names differ; check it is one patient"]
+    models = [{m.get("task"): (m.get("name"), m.get("sha256")) for m in doc.get("models") or []}
+              for doc in (baseline, followup)]
+    differing = [f"{task} {models[0][task][0]} vs {models[1][task][0]}"
+                 for task in sorted(set(models[0]) & set(models[1]), key=str) if models[0][task] != models[1][task]]
+    if differing:
+        notes.append(f"{name}: segmented with other models ({', '.join(differing)}); the changes include the "
+                     "difference between the methods: segment both scans with the same models")
+    return notes
+
+
+def compare_folders(baseline_dir, followup_dir, out_dir, note: Callable[[str], None] | None = None) -> tuple[Path, Path]:
+    """Write OUT/compare.csv (long format, one number per row) and OUT/compare.png (bar charts); ``note`` gets
+    what makes a pair doubtful (:func:`pairing_notes`)."""
     pairs = pair_cases(load_case_results(baseline_dir), load_case_results(followup_dir))
+    for line in (line for b, f in pairs for line in pairing_notes(b, f)):
+        (note or (lambda _line: None))(line)
     pairs_rows = [compare_measurements(b, f) for b, f in pairs]
     out_dir = Path(out_dir)
     csv_path = write_text_atomic(out_dir / "compare.csv", _csv_text([r for rows in pairs_rows for r in rows]))

@@ -80,3 +80,19 @@ def test_compare_folders_writes_csv_and_png(tmp_path):
     assert float(upper["change"]) == pytest.approx(-50.0, abs=1e-3)
     assert (upper["baseline_case"], upper["followup_case"]) == ("scan_2020", "scan_2021")
     assert png_path.read_bytes()[:4] == b"\x89PNG" and png_path.stat().st_size > 10_000
+
+
+def test_doubtful_pairs_are_noted_other_names_or_other_models(tmp_path):
+    threshold = [{"task": "lungs", "name": "threshold", "sha256": None}]
+    network = [{"task": "lungs", "name": "lungsegai-lungs", "sha256": "e4cb"}]
+    notes: list[str] = []
+    compare_folders(write_folder(tmp_path / "a", {**case_document("p1", slice(8, 12)), "models": threshold}),
+                    write_folder(tmp_path / "b", {**case_document("p1", slice(8, 10)), "models": threshold}),
+                    tmp_path / "out1", notes.append)
+    assert notes == []
+    compare_folders(write_folder(tmp_path / "c", {**case_document("p1", slice(8, 12)), "models": threshold}),
+                    write_folder(tmp_path / "d", {**case_document("p2", slice(8, 10)), "models": network}),
+                    tmp_path / "out2", notes.append)
+    assert len(notes) == 2
+    assert "names differ" in notes[0] and "p1 -> p2" in notes[0]
+    assert "lungs threshold vs lungsegai-lungs" in notes[1] and "same models" in notes[1]
