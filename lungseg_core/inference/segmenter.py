@@ -12,6 +12,7 @@ from lungseg_core.inference.device import resolve_device
 from lungseg_core.inference.network import (Cancelled, ProgressCallback, predict_labels, predict_labels_3d,
                                             predict_probabilities)
 from lungseg_core.io.volume import Volume
+from lungseg_core.preprocessing.cropping import crop_volume, lung_bounding_box
 from lungseg_core.preprocessing.orientation import axial_view
 from lungseg_core.models import zoo
 
@@ -90,11 +91,33 @@ class Segmenter:
 
             labels = classical_lungs(volume) if self.task == "lungs" else classical_infection(volume, lungs)
         else:
-            labels = (self.network_lungs(volume, progress, cancel, kind) if self.task == "lungs"
-                      else self.network_labels(volume, progress, cancel, kind))
+            labels = self._network_prediction(volume, lungs, progress, cancel, kind)
         if self.task == "infection":
             labels = restrict_infection(labels, lungs)
         return labels.astype(np.uint8)
+
+    def _network_prediction(self, volume: Volume, lungs: np.ndarray | None, progress: ProgressCallback | None,
+                            cancel: threading.Event | None, kind: str | None) -> np.ndarray:
+        run = self.network_lungs if self.task == "lungs" else self.network_labels
+        box = self.lung_box(volume, lungs)
+        if box is None:
+            return run(volume, progress, cancel, kind)
+        labels = np.zeros(volume.shape, np.uint8)  # outside the lungs' box: background, as in training
+        labels[box] = run(crop_volume(volume, box), progress, cancel, kind)
+        return labels
+
+    def lung_box(self, volume: Volume, lungs: np.ndarray | None = None):
+        """For a network trained on lung-cropped slices (card ``crop_to_lungs``, seed 5), the box it must see
+        the CT cut to, as in training: the given lungs' box (infection) or the classical lungs' (lungs), plus
+        the training margin. None for other networks, and where no lungs are found (training too kept such a
+        case whole)."""
+        if not self.card.get("crop_to_lungs"):
+            return None
+        if lungs is None:
+            from lungseg_core.models.classical import classical_lungs
+
+            lungs = classical_lungs(volume)
+        return lung_bounding_box(lungs, volume) if np.any(lungs) else None
 
     def network_labels(self, volume: Volume, progress: ProgressCallback | None = None,
                        cancel: threading.Event | None = None, kind: str | None = None,

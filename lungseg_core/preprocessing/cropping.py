@@ -98,7 +98,11 @@ def crop_to_body(volume: Volume, margin_mm: float = 5.0) -> tuple[Volume, Box]:
     return crop_volume(volume, box), box
 
 
-def lung_bounding_box(lungs: np.ndarray, volume: Volume, margin_mm: float = 10.0) -> Box:
+# seed 5's lung crop: the lungs' box grown by this much, in training and at inference alike
+LUNG_CROP_MARGIN_MM = 10.0
+
+
+def lung_bounding_box(lungs: np.ndarray, volume: Volume, margin_mm: float = LUNG_CROP_MARGIN_MM) -> Box:
     """Box around the lungs (any label > 0) grown by ``margin_mm`` (seed method: crop to the lungs).
 
     Raises ``ValueError`` when ``lungs`` is empty.

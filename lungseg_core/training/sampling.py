@@ -84,12 +84,12 @@ def select_slices(labels: np.ndarray, drop_noninformative: bool, keep_empty_frac
     return chosen
 
 
-def crop_case_to_lungs(image: Volume, labels: np.ndarray, lungs: np.ndarray | None,
-                       margin_mm: float = 10.0) -> tuple[Volume, np.ndarray]:
-    """Seed 5's lung cropping: the case cut to its lungs' bounding box (+ margin); unchanged without lungs."""
+def crop_case_to_lungs(image: Volume, labels: np.ndarray, lungs: np.ndarray | None) -> tuple[Volume, np.ndarray]:
+    """Seed 5's lung cropping: the case cut to its lungs' bounding box (+ margin); unchanged without lungs.
+    Inference cuts the CT the same way (``Segmenter.lung_box``)."""
     if lungs is None or not np.any(lungs):
         return image, labels
-    box = lung_bounding_box(lungs, image, margin_mm)
+    box = lung_bounding_box(lungs, image)
     return crop_volume(image, box), np.ascontiguousarray(labels[box])
 
 

@@ -568,6 +568,6 @@ def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: Tr
         card["test_time_mirror"] = True
     if config.init_weights:
         card["training"]["fine_tuned_from"] = config.init_weights
-    if config.crop_to_lungs:
-        card["training"]["note"] = "trained on lung-cropped slices (crop_to_lungs); inference crops to the body"
+    if config.crop_to_lungs:  # inference then cuts the CT to its lungs too (Segmenter.lung_box)
+        card["crop_to_lungs"] = True
     return save_model_package(model, card, run_dir / "model")

@@ -137,6 +137,39 @@ def test_combined_network_sees_only_the_planes_of_the_classical_lungs(tmp_path, 
     np.testing.assert_array_equal(seen["planes"], expected)
 
 
+@pytest.mark.parametrize("task", ["lungs", "infection"])
+def test_a_network_trained_on_lung_crops_sees_the_ct_cut_to_its_lungs(tmp_path, phantom, monkeypatch, task):
+    """Seed 5 trains on lung-cropped slices; shown the whole body instead, its lungs come out at another scale
+    (CTChest4: Dice 0.00 / 0.38 whole, 0.76 / 0.72 cut to the lungs, docs/models.md)."""
+    from lungseg_core.inference import segmenter as segmenter_module
+    from lungseg_core.preprocessing.cropping import lung_bounding_box
+
+    seen = []
+
+    def network_spy(network, volume, spec, device, batch_size, progress, cancel, kind=None, mirror=False, planes=None):
+        seen.append(volume.shape)
+        return np.ones(volume.shape, np.uint8)  # "lung/infection everywhere it looks"
+
+    monkeypatch.setattr(segmenter_module, "predict_labels", network_spy)
+    lungs = Segmenter("threshold", "lungs").predict(phantom.ct)
+    box = lung_bounding_box(lungs, phantom.ct)
+    assert box != tuple(slice(0, n) for n in phantom.ct.shape)  # the lungs' box is smaller than the CT
+    for cropped in (False, True):
+        card = tiny_card(name=f"crop{cropped}", task=task)
+        if cropped:
+            card["crop_to_lungs"] = True
+        card_path = zoo.save_model_package(build_model("resunet", in_channels=1, num_classes=3, base_filters=4), card,
+                                           tmp_path / str(cropped))
+        segmenter = Segmenter(str(card_path), task, device="cpu")
+        labels = segmenter.predict(phantom.ct, lungs=lungs if task == "infection" else None)
+        seen_shape = seen.pop()
+        assert seen_shape == (tuple(s.stop - s.start for s in box) if cropped else phantom.ct.shape)
+        if task == "infection":
+            inside = np.zeros(lungs.shape, bool)
+            inside[box] = True
+            assert labels.any() and not labels[~inside].any()  # pasted back where the box lies
+
+
 def test_every_nth_plane_keeps_the_last():
     from lungseg_core.inference.segmenter import every_nth
 

@@ -70,6 +70,7 @@ def test_each_seed_recipe_trains_one_epoch(config_path, tmp_path):
     assert len(card["sha256"]) == 64 and (result.package.parent / card["weights_file"]).exists()
     assert card["training"]["seed"] == config.seed and card["training"]["epochs"] == 1
     assert "val_dice" in card["metrics"] and card["metrics"]["val_dice"]["command"] == "pytest"
+    assert card.get("crop_to_lungs", False) == config.crop_to_lungs  # inference then cuts the CT the same way
 
 
 @pytest.mark.slow
