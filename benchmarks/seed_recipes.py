@@ -11,7 +11,8 @@
 
 Everything else in each recipe (architecture, loss, optimiser, learning rate, schedule, augmentation,
 enhancement) stays as the config says; only epochs, slice size and slices per case are cut, and the command
-of every run is recorded. Runs that finished are kept, so the script resumes after an interruption.
+of every run is recorded. Runs that finished are kept (one folder per recipe and scale), so the script resumes
+after an interruption; the JSON holds each recipe's latest scale.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ INFECTION_FOLDS, INFECTION_FOLD = 5, 0
 
 
 def lung_data() -> list[dict]:
-    return [{"root": str(PSEUDO / name), "layout": "folders", "role": role, "options": {"mask_dir": "lungs"}}
+    # roots relative to configs/ (where the recipes live), as the shipped configs give them: a copyable command
+    return [{"root": f"../{(PSEUDO / name).relative_to(ROOT)}", "layout": "folders", "role": role,
+             "options": {"mask_dir": "lungs"}}
             for name, role in (("lidc_train", "train"), ("lidc_val", "val"))]
 
 
 def train_command(config: Path, run_dir: Path, args) -> list[str]:
     task = json.loads(config.read_text())["task"]
-    command = ["lungseg", "train", str(config.relative_to(ROOT)), "-o", str(run_dir), "--quiet",
+    shown_dir = run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir  # the command runs in ROOT
+    command = ["lungseg", "train", str(config.relative_to(ROOT)), "-o", str(shown_dir), "--quiet",
                "--epochs", str(args.epochs), "--device", "cpu",
                "--set", f"slice_spec.size={args.size}", "--set", f"max_slices_per_case={args.slices}"]
     if task == "lungs":
@@ -69,12 +73,18 @@ def score_infection(config: Path, run_dir: Path, args) -> dict:
             "any_infection_dice_pooled": summary[UNION]["dice_pooled"]}
 
 
+def scale_of(args) -> dict:
+    return {"epochs": args.epochs, "size": args.size, "slices_per_case": args.slices}
+
+
 def run_recipe(config: Path, out_dir: Path, args, previous: dict) -> dict:
-    """Train (or keep the finished run) and score; ``previous`` is this recipe's earlier result, if any."""
-    run_dir = out_dir / config.stem
+    """Train (or keep the finished run of the same scale) and score; ``previous`` is this recipe's earlier
+    result, if any."""
+    # one folder per scale: a run kept from another scale would be scored as if trained at this one
+    run_dir = out_dir / f"{config.stem}-e{args.epochs}-s{args.size}-n{args.slices}"
     command = train_command(config, run_dir, args)
     # wall time of the call that trained the run; a kept run keeps the time measured when it was trained
-    seconds = previous.get("wall_seconds", 0.0)
+    seconds = previous.get("wall_seconds", 0.0) if previous.get("scale") == scale_of(args) else None
     if not (run_dir / "summary.json").exists():
         started = time.perf_counter()
         resume = ["--resume"] if (run_dir / "checkpoints" / "last.pt").exists() else []
@@ -87,18 +97,21 @@ def run_recipe(config: Path, out_dir: Path, args, previous: dict) -> dict:
     return {"config": config.name, "architecture": card["architecture"], "task": task,
             "command": " ".join(command), "epochs_run": card["training"]["epochs"],
             "best_epoch": card["training"]["best_epoch"], "train_seconds": card["training"]["seconds"],
-            "wall_seconds": seconds, **scores}
+            "wall_seconds": seconds, "scale": scale_of(args), **scores}
 
 
 def markdown_table(results: dict) -> str:
     """The docs/models.md table of the measured runs."""
-    lines = ["| config | network | epochs run (best) | train time | held-out Dice |", "|---|---|---|---|---|"]
+    lines = ["| config | network | scale: epochs, px, slices per case | epochs run (best) | train time | held-out Dice |",
+             "|---|---|---|---|---|---|"]
     for name, r in results.items():
         if r["task"] == "lungs":
             score = f"CTChest4 right / left: {r['ctchest4_dice']['right']:.3f} / {r['ctchest4_dice']['left']:.3f}"
         else:
             score = f"{r['heldout_slices']} held-out slices, any infection: {r['any_infection_dice_mean']:.3f}"
-        lines.append(f"| `{r['config']}` | {r['architecture']} | {r['epochs_run']} ({r['best_epoch']}) | "
+        scale = r["scale"]
+        lines.append(f"| `{r['config']}` | {r['architecture']} | {scale['epochs']}, {scale['size']}, "
+                     f"{scale['slices_per_case']} | {r['epochs_run']} ({r['best_epoch']}) | "
                      f"{r['train_seconds'] / 60:.1f} min | {score} |")
     return "\n".join(lines)
 
@@ -127,7 +140,6 @@ def main() -> None:
             print(f"{config.name}: COVID-SemiSeg data missing, skipped")
             continue
         results[config.stem] = run_recipe(config, args.out, args, results.get(config.stem, {}))
-        results[config.stem]["scale"] = {"epochs": args.epochs, "size": args.size, "slices_per_case": args.slices}
         print(json.dumps({config.stem: results[config.stem]}, indent=1), flush=True)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
