@@ -574,8 +574,10 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         return max(volumes, key=lambda v: v.GetImageData().GetDimensions()[2])
 
     def segmentFileToFolder(self, inputPath, outDir, task: str = "all", model: str = "default",
-                            device: str = "auto", overwrite: bool = False) -> dict[str, Path]:
-        """Load, segment and write one case like ``lungseg segment`` (+ Slicer's own .seg.nrrd); cleans up."""
+                            device: str = "auto", overwrite: bool = False, caseName: str = ""
+                            ) -> dict[str, Path]:
+        """Load, segment and write one case like ``lungseg segment`` (+ Slicer's own .seg.nrrd); cleans up.
+        The outputs are named ``caseName`` (a batch's name for the case), by default the input's name."""
         started = time.perf_counter()
         before = {slicer.mrmlScene.GetNthNode(i).GetID() for i in range(slicer.mrmlScene.GetNumberOfNodes())}
         try:
@@ -588,7 +590,7 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
 
             volume.metadata["source"] = str(inputPath)
             return results.write_case_outputs(imported.segmentation, volume, result, task, outDir,
-                                              case_name(Path(inputPath)), overwrite, readSeconds)
+                                              caseName or case_name(Path(inputPath)), overwrite, readSeconds)
         finally:
             # free memory before the next case: remove every node this case added
             for i in reversed(range(slicer.mrmlScene.GetNumberOfNodes())):

@@ -28,7 +28,7 @@ class CaseLogic(Protocol):
     """What the batch needs from the module Logic (``LungSegAILogic`` provides it inside Slicer)."""
 
     def segmentFileToFolder(self, input_path: Path, out_dir: Path, task: str, model: str, device: str,
-                            overwrite: bool) -> dict[str, Path]:
+                            overwrite: bool, case_name: str = "") -> dict[str, Path]:
         ...
 
 
@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def expand_inputs(paths: Sequence[str | Path], output: Path | None = None,
-                  note: Callable[[str], None] | None = None) -> list[Path]:
-    """One entry per case, by the rule of ``lungseg segment`` (:func:`lungseg_core.inference.inputs.find_cases`):
-    files as given, a DICOM series folder as one case, a folder's CT files and series folders; the rest noted."""
+                  note: Callable[[str], None] | None = None) -> list:
+    """One entry (path and name) per case, by the rule of ``lungseg segment``
+    (:func:`lungseg_core.inference.inputs.find_cases`): files as given, a DICOM series folder as one case, a
+    folder's CT files and series folders (named by their path below it); the rest noted."""
     from lungseg_core.inference.inputs import find_cases
 
     return find_cases([Path(p) for p in paths], output, note)
@@ -78,9 +79,9 @@ def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], N
     outcomes = [None] * len(cases)
     todo = set(plan_batch(cases, out_dir, {"task": args.task, "overwrite": args.overwrite}, outcomes))
     try:
-        for index, path in enumerate(cases):
+        for index, case in enumerate(cases):
             if index in todo:
-                outcomes[index] = _segment_one(logic, path, out_dir, args)
+                outcomes[index] = _segment_one(logic, case, out_dir, args)
             log(outcome_line(outcomes[index], index, len(cases)))
     except KeyboardInterrupt:
         write_manifest(out_dir / "manifest.csv", unfinished_outcomes(outcomes, cases))
@@ -91,16 +92,19 @@ def run_batch(args: argparse.Namespace, logic: CaseLogic, log: Callable[[str], N
     return 1 if any(o.status not in ("ok", "skipped") for o in outcomes) else 0
 
 
-def _segment_one(logic: CaseLogic, path: Path, out_dir: Path, args: argparse.Namespace):
-    """One case through the Logic; an error becomes a failed outcome so the batch goes on."""
-    from lungseg_core.inference.pipeline import CaseOutcome, guarded_outcome
-    from lungseg_core.io.readers import case_name
+def _segment_one(logic: CaseLogic, case, out_dir: Path, args: argparse.Namespace):
+    """One case (a ``Case`` of find_cases, or a path) through the Logic, its outputs named by the case's name;
+    an error becomes a failed outcome so the batch goes on."""
+    from lungseg_core.inference.pipeline import CaseOutcome, as_case, guarded_outcome
+
+    case = as_case(case)
 
     def work() -> CaseOutcome:
-        outputs = logic.segmentFileToFolder(path, out_dir, args.task, args.model, args.device, args.overwrite)
-        return CaseOutcome(case_name(path), str(path), "ok", dict(outputs))
+        outputs = logic.segmentFileToFolder(case.path, out_dir, args.task, args.model, args.device, args.overwrite,
+                                            case.name)
+        return CaseOutcome(case.name, str(case.path), "ok", dict(outputs))
 
-    return guarded_outcome(path, work)
+    return guarded_outcome(case, work)
 
 
 def main(argv: Sequence[str] | None = None, logic: CaseLogic | None = None,

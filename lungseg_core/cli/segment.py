@@ -10,7 +10,7 @@ from typing import Callable
 from lungseg_core.errors import InputError
 from lungseg_core.inference.device import DEVICE_CHOICES, resolve_device
 from lungseg_core.inference.inputs import find_cases
-from lungseg_core.inference.pipeline import INTENSITY_CHOICES, TASK_CHOICES, batch_summary, segment_many
+from lungseg_core.inference.pipeline import INTENSITY_CHOICES, TASK_CHOICES, Case, batch_summary, segment_many
 from lungseg_core.models import zoo
 from lungseg_core.cli.progress import progress_printer
 
@@ -56,8 +56,9 @@ def positive_int(text: str) -> int:
 
 
 def expand_inputs(paths: list[Path], output: Path | None = None,
-                  note: Callable[[str], None] | None = None) -> list[Path]:
-    """The cases of the inputs (:func:`lungseg_core.inference.inputs.find_cases`); none is an error."""
+                  note: Callable[[str], None] | None = None) -> list[Case]:
+    """The cases of the inputs, with their names (:func:`lungseg_core.inference.inputs.find_cases`); none is an
+    error."""
     cases = find_cases(paths, output, note)
     if not cases:
         raise InputError("No input given", "name CT files or folders")

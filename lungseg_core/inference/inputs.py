@@ -10,20 +10,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lungseg_core.inference.pipeline import BATCH_FILES, output_paths
+from lungseg_core.inference.pipeline import BATCH_FILES, Case, output_paths
 from lungseg_core.io.dicom import gdcm_finds_series, is_dicom_file
-from lungseg_core.io.readers import VOLUME_SUFFIXES, is_image_file
+from lungseg_core.io.readers import VOLUME_SUFFIXES, case_name, is_image_file
 
 
 def find_cases(paths: list[Path], output: Path | None = None,
-               note: Callable[[str], None] | None = None) -> list[Path]:
-    """One path per case. A file is a case as given; a DICOM series folder (told by its files' content, not
-    their names) is one case; any other folder stands for the CT files in it and the DICOM series folders at any
-    depth below it. What else a folder holds (the outputs of earlier runs and the ``output`` folder among it)
-    is skipped with a ``note``: never silently, since a case missing from a batch of thousands would go unseen."""
+               note: Callable[[str], None] | None = None) -> list[Case]:
+    """One :class:`Case` (path and name) per case. A file is a case as given; a DICOM series folder (told by its
+    files' content, not their names) is one case; any other folder stands for the CT files in it and the DICOM
+    series folders at any depth below it. What else a folder holds (the outputs of earlier runs and the
+    ``output`` folder among it) is skipped with a ``note``: never silently, since a case missing from a batch of
+    thousands would go unseen. See :func:`case_name_below` for the names."""
     finder = _CaseFinder(output.resolve() if output else None, note or (lambda line: None))
-    found = [case for path in map(Path, paths) for case in (finder.folder(path, top=True) if path.is_dir() else [path])]
-    return list(dict.fromkeys(found))  # a case named twice (a file and its folder) runs once
+    found: dict[Path, Case] = {}
+    for path in map(Path, paths):
+        for case in finder.folder(path, top=True) if path.is_dir() else [path]:
+            found.setdefault(case, Case(case, case_name_below(case, path)))  # named twice: runs once, first name
+    return list(found.values())
+
+
+def case_name_below(case: Path, top: Path) -> str:
+    """The name of ``case`` found in the input ``top``: its path below ``top`` joined with "_"
+    (``PAT00001/STU00001/SER00001`` -> ``PAT00001_STU00001_SER00001``), since DICOM exports repeat series folder
+    names across patients; :func:`case_name` for ``top`` itself and what lies directly in it."""
+    below = case.relative_to(top).parts[:-1] if case != top else ()
+    return "_".join([*below, case_name(case)])
 
 
 def is_ct_file(path: Path) -> bool:

@@ -62,6 +62,18 @@ class SegmentationResult:
     intensity: str = "hu"
 
 
+@dataclass(frozen=True)
+class Case:
+    """One case of a batch: its input and the name its outputs get (CASE_lungs.nii.gz, CASE.json, manifest)."""
+    path: Path
+    name: str
+
+
+def as_case(item: str | Path | Case) -> Case:
+    """``item`` as a :class:`Case`; a bare path is named by :func:`case_name` (a file or folder given as is)."""
+    return item if isinstance(item, Case) else Case(Path(item), case_name(item))
+
+
 @dataclass
 class CaseOutcome:
     case: str
@@ -238,13 +250,17 @@ def segment_case(
     cancel: threading.Event | None = None,
     intensity: str = "auto",
     report: bool = False,
+    name: str | None = None,
 ) -> CaseOutcome:
-    """Segment one input and write its outputs together (all or none). Raises on error."""
+    """Segment one input and write its outputs together (all or none), named ``name`` (default: the input's
+    :func:`case_name`). Raises on error."""
     started = time.perf_counter()
-    paths = output_paths(Path(out_dir), case_name(input_path), task, report)
+    name = name or case_name(input_path)
+    paths = output_paths(Path(out_dir), name, task, report)
     check_outputs_spare_inputs(paths.values(), [input_path])
     check_outputs_free(paths, overwrite)
     volume = read_volume(input_path, SEGMENT_BYTES_PER_VOXEL)
+    volume.name = name  # CASE.json's "case" and the report title say the name the outputs have
     read_seconds = time.perf_counter() - started
     result = segment_volume(volume, task, lung_model, infection_model, device, progress, cancel, intensity)
     document = write_case_outputs(volume, result, task, paths, read_seconds)
@@ -276,7 +292,7 @@ def json_default(value: Any) -> Any:
 
 
 def segment_many(
-    inputs: Iterable[str | Path],
+    inputs: Iterable[str | Path | Case],
     out_dir: str | Path,
     log: Callable[[str], None] | None = print,
     progress_factory: Callable[[str, int, int], ProgressCallback | None] | None = None,
@@ -284,7 +300,8 @@ def segment_many(
     **case_options: Any,
 ) -> list[CaseOutcome]:
     """Segment every input with :func:`segment_case` (``case_options`` are its keyword arguments), continue
-    past failures, and write ``OUT/manifest.csv`` and the batch summary.
+    past failures, and write ``OUT/manifest.csv`` and the batch summary. An input is a path (named by
+    :func:`case_name`) or a :class:`Case` with its name (as :func:`lungseg_core.inference.inputs.find_cases` gives).
 
     A case whose outputs all exist (a finished case of an earlier or interrupted run) is skipped unless
     ``overwrite`` is set. ``workers`` > 1 segments cases in that many processes (no per-case progress then);
@@ -292,7 +309,8 @@ def segment_many(
     cases stop without leaving files, the manifest records what finished and the exception propagates:
     running the same batch again resumes it.
     """
-    inputs = [Path(p) for p in inputs]
+    cases = [as_case(p) for p in inputs]
+    inputs = [case.path for case in cases]
     out_dir = Path(out_dir)
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}", "use --workers 1 (default) or more")
@@ -306,7 +324,7 @@ def segment_many(
         raise OutputError(f"Cannot create the output folder '{out_dir}' ({exc.strerror or exc})",
                           "-o must be a folder you can write to") from None
     outcomes: list[CaseOutcome | None] = [None] * len(inputs)
-    todo = plan_batch(inputs, out_dir, case_options, outcomes)
+    todo = plan_batch(cases, out_dir, case_options, outcomes)
 
     def announce(index: int) -> None:
         outcome = outcomes[index]
@@ -317,15 +335,15 @@ def segment_many(
         for index in range(len(inputs)):
             announce(index)  # skipped cases and name clashes, decided before any work
         if workers > 1 and len(todo) > 1:
-            _run_in_processes(inputs, todo, out_dir, min(workers, len(todo)), case_options, outcomes, announce)
+            _run_in_processes(cases, todo, out_dir, min(workers, len(todo)), case_options, outcomes, announce)
         else:
             for index in todo:
-                path = inputs[index]
-                progress = progress_factory(case_name(path), index + 1, len(inputs)) if progress_factory else None
-                outcomes[index] = run_one_case(path, out_dir, progress, case_options)
+                case = cases[index]
+                progress = progress_factory(case.name, index + 1, len(inputs)) if progress_factory else None
+                outcomes[index] = run_one_case(case, out_dir, progress, case_options)
                 announce(index)
     except (KeyboardInterrupt, Cancelled):
-        write_manifest(out_dir / "manifest.csv", unfinished_outcomes(outcomes, inputs))
+        write_manifest(out_dir / "manifest.csv", unfinished_outcomes(outcomes, cases))
         if log:
             finished = sum(o is not None for o in outcomes)
             log(f"interrupted: {finished} of {len(inputs)} case(s) finished or skipped; manifest: {out_dir / 'manifest.csv'}")
@@ -345,22 +363,27 @@ NOT_RUN_NOTE = "batch interrupted before this case finished; rerun the same comm
 BATCH_FILES = ("manifest.csv", "summary.csv", "summary.png")
 
 
-def run_one_case(path: Path, out_dir: Path, progress: ProgressCallback | None, case_options: dict[str, Any]) -> CaseOutcome:
+def run_one_case(case: Path | Case, out_dir: Path, progress: ProgressCallback | None,
+                 case_options: dict[str, Any]) -> CaseOutcome:
     """:func:`segment_case` for a batch: a user error or a bug becomes a failed outcome, not an exception."""
-    return guarded_outcome(path, lambda: segment_case(path, out_dir, progress=progress, **case_options))
+    case = as_case(case)
+    return guarded_outcome(case, lambda: segment_case(case.path, out_dir, progress=progress, name=case.name,
+                                                      **case_options))
 
 
-def guarded_outcome(path: Path, work: Callable[[], CaseOutcome]) -> CaseOutcome:
+def guarded_outcome(case: Path | Case, work: Callable[[], CaseOutcome]) -> CaseOutcome:
     """``work()`` timed; a user error or a bug becomes a failed outcome (Ctrl-C and cancelling still stop)."""
+    case = as_case(case)
+    path, name = case.path, case.name
     started = time.perf_counter()
     try:
         outcome = work()
     except LungSegError as exc:
-        outcome = CaseOutcome(case_name(path), str(path), "failed", error=exc.one_line())
+        outcome = CaseOutcome(name, str(path), "failed", error=exc.one_line())
     except Cancelled:
         raise
     except Exception as exc:  # an unexpected bug in one case must not stop a batch of thousands
-        outcome = CaseOutcome(case_name(path), str(path), "failed", error=f"internal error: {exc!r}")
+        outcome = CaseOutcome(name, str(path), "failed", error=f"internal error: {exc!r}")
         outcome.error += " | " + traceback.format_exc(limit=3).replace("\n", " ")[-400:]
     outcome.seconds = time.perf_counter() - started
     return outcome
@@ -380,14 +403,15 @@ def batch_summary(outcomes: list[CaseOutcome]) -> str:
     return f"{done} of {len(outcomes)} case(s) segmented" + (f", {skipped} skipped (already done)" if skipped else "")
 
 
-def plan_batch(inputs: list[Path], out_dir: Path, case_options: dict[str, Any], outcomes: list[CaseOutcome | None]) -> list[int]:
-    """Indices of the inputs to segment. Finished cases (skipped) and inputs whose case name an earlier
-    input already has (their outputs would collide) get their outcome in ``outcomes`` now."""
+def plan_batch(inputs: list[Path | Case], out_dir: Path, case_options: dict[str, Any],
+               outcomes: list[CaseOutcome | None]) -> list[int]:
+    """Indices of the inputs (paths or :class:`Case`) to segment. Finished cases (skipped) and inputs whose
+    case name an earlier input already has (their outputs would collide) get their outcome in ``outcomes`` now."""
     task, report = case_options.get("task", "all"), case_options.get("report", False)
     first_with_name: dict[str, Path] = {}
     todo = []
-    for index, path in enumerate(inputs):
-        case = case_name(path)
+    for index, item in enumerate(map(as_case, inputs)):
+        path, case = item.path, item.name
         if case in first_with_name:
             error = OutputError(f"Input '{path}' has the same case name '{case}' as '{first_with_name[case]}': "
                                 "their outputs would collide", "rename one, or segment them into separate output folders")
@@ -421,10 +445,10 @@ def finished_case_document(paths: dict[str, Path]) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def unfinished_outcomes(outcomes: list[CaseOutcome | None], inputs: list[Path]) -> list[CaseOutcome]:
+def unfinished_outcomes(outcomes: list[CaseOutcome | None], inputs: list[Path | Case]) -> list[CaseOutcome]:
     """The manifest rows of an interrupted batch: what finished, and "not run" for the rest."""
-    return [o if o is not None else CaseOutcome(case_name(p), str(p), "not run", note=NOT_RUN_NOTE)
-            for o, p in zip(outcomes, inputs)]
+    return [o if o is not None else CaseOutcome(as_case(c).name, str(as_case(c).path), "not run", note=NOT_RUN_NOTE)
+            for o, c in zip(outcomes, inputs)]
 
 
 _worker_cancel: Any = None  # in a worker process: the batch's multiprocessing Event
@@ -440,17 +464,17 @@ def _init_worker(cancel: Any, torch_threads: int) -> None:
     torch.set_num_threads(torch_threads)
 
 
-def _run_case_in_worker(path: Path, out_dir: Path, case_options: dict[str, Any]) -> CaseOutcome | None:
+def _run_case_in_worker(case: Case, out_dir: Path, case_options: dict[str, Any]) -> CaseOutcome | None:
     """One case in a worker process; None when the batch was interrupted first (no file is left)."""
     if _worker_cancel.is_set():
         return None
     try:
-        return run_one_case(path, out_dir, None, {**case_options, "cancel": _worker_cancel})
+        return run_one_case(case, out_dir, None, {**case_options, "cancel": _worker_cancel})
     except Cancelled:
         return None
 
 
-def _run_in_processes(inputs: list[Path], todo: list[int], out_dir: Path, workers: int, case_options: dict[str, Any],
+def _run_in_processes(inputs: list[Case], todo: list[int], out_dir: Path, workers: int, case_options: dict[str, Any],
                       outcomes: list[CaseOutcome | None], announce: Callable[[int], None]) -> None:
     """Segment ``inputs[todo]`` in ``workers`` processes, filling ``outcomes`` as cases finish.
 
@@ -481,12 +505,13 @@ def _run_in_processes(inputs: list[Path], todo: list[int], out_dir: Path, worker
             raise
 
 
-def _worker_outcome(future: Any, path: Path) -> CaseOutcome | None:
+def _worker_outcome(future: Any, case: Path | Case) -> CaseOutcome | None:
     """A worker's outcome; a worker that died (e.g. killed for memory) fails its case, not the batch."""
     try:
         return future.result()
     except Exception as exc:
-        return CaseOutcome(case_name(path), str(path), "failed",
+        case = as_case(case)
+        return CaseOutcome(case.name, str(case.path), "failed",
                            error=f"worker process failed ({exc!r}); rerun with fewer --workers or check the memory")
 
 

@@ -20,13 +20,13 @@ class FakeLogic:
         self.calls = []
         self.interrupt_at = interrupt_at
 
-    def segmentFileToFolder(self, input_path, out_dir, task, model, device, overwrite):
+    def segmentFileToFolder(self, input_path, out_dir, task, model, device, overwrite, name=""):
         self.calls.append((Path(input_path).name, task, model, device, overwrite))
         if "bad" in Path(input_path).name:
             raise ValueError("cannot read this CT")
         if Path(input_path).name == self.interrupt_at:
             raise KeyboardInterrupt
-        paths = output_paths(Path(out_dir), case_name(Path(input_path)), task)
+        paths = output_paths(Path(out_dir), name or case_name(Path(input_path)), task)
         for path in paths.values():
             path.write_text(json.dumps({"case": path.stem}))
         return paths
@@ -61,7 +61,8 @@ def test_expand_inputs_files_folders_and_dicom_series(tmp_path):
     lone = tmp_path / "dicomdir"
     _touch(lone / "1.dcm")
     cases = batch_segment.expand_inputs([tmp_path / "cts", lone, a])
-    assert cases == [b, a, series, lone]
+    assert [(c.path, c.name) for c in cases] == [(b, "a_case"), (a, "b_case"), (series, "patient1"),
+                                                  (lone, "dicomdir")]
 
 
 def test_batch_continues_past_a_failing_case_and_writes_manifest(tmp_path):
@@ -131,3 +132,17 @@ def test_script_arguments_follow_the_script_path(monkeypatch):
     monkeypatch.setattr("sys.argv", ["/opt/Slicer", "--no-main-window", "--python-script",
                                      "/x/batch_segment.py", "--input", "a", "--output", "b"])
     assert batch_segment._script_arguments() == ["--input", "a", "--output", "b"]
+
+
+def test_series_folders_with_the_same_name_under_different_patients_are_named_by_their_path(tmp_path):
+    """CD exports repeat series folder names (PAT00001/SER00001, PAT00002/SER00001): each case its own outputs."""
+    for patient in ("PAT00001", "PAT00002"):
+        _touch(tmp_path / "DICOM" / patient / "SER00001" / "IM0001", b"\0" * 128 + b"DICM" + b"rest")
+    out = tmp_path / "out"
+    logic = FakeLogic()
+    assert batch_segment.main(["-i", str(tmp_path / "DICOM"), "-o", str(out)], logic=logic, log=lambda line: None) == 0
+    assert _manifest(out) == [("PAT00001_SER00001", "ok"), ("PAT00002_SER00001", "ok")]
+    assert (out / "PAT00001_SER00001.json").exists() and (out / "PAT00002_SER00001.json").exists()
+    again = FakeLogic()
+    assert batch_segment.main(["-i", str(tmp_path / "DICOM"), "-o", str(out)], logic=again, log=lambda line: None) == 0
+    assert again.calls == [] and _manifest(out) == [("PAT00001_SER00001", "skipped"), ("PAT00002_SER00001", "skipped")]

@@ -221,11 +221,53 @@ def test_folder_cases_are_its_ct_files_and_series_folders_at_any_depth_the_rest_
         path.write_bytes(path.read_bytes()[132:])
     notes = []
     cases = expand_inputs([top, top / "patient7"], tmp_path / "out", notes.append)
-    assert cases == [top / "ex.nii.gz", top / "slice.png", top / "old" / "patient9", top / "patient7",
-                     top / "site" / "patient8" / "ct"]  # patient7, named twice, is one case
+    assert [c.path for c in cases] == [top / "ex.nii.gz", top / "slice.png", top / "old" / "patient9",
+                                       top / "patient7", top / "site" / "patient8" / "ct"]  # patient7 once
+    # named by the path below the input folder; what lies directly in it by its own name
+    assert [c.name for c in cases] == ["ex", "slice", "old_patient9", "patient7", "site_patient8_ct"]
     text = "\n".join(notes)
     for name in ("notes.txt", "old.seg.nrrd", "DICOMDIR", "labels"):
         assert name in text, text
+
+
+def test_series_folders_with_the_same_name_under_different_patients_all_segment_and_rerun_skips(tmp_path, capsys):
+    """DICOM exports repeat series folder names across patients (PAT00001/STU00001/SER00001, patient1/CT):
+    each case is named by its path below the input folder, so none collides."""
+    from lungseg_core.tests.io.test_dicom import write_series
+
+    array = _small_phantom().ct.array.astype(np.int16)
+    top = tmp_path / "DICOM"
+    for index, series in enumerate(("PAT00001/STU00001/SER00001", "PAT00002/STU00001/SER00001", "pts/patient1/CT",
+                                    "pts/patient2/CT")):
+        write_series(top / series, 0, f"1.2.3.91{index}", spacing=(7.0, 7.0, 24.0), array=array)
+    argv = ["segment", top, "-o", tmp_path / "out", "--model", "threshold", "--task", "lungs", "--no-report", "-q"]
+    status, _, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    names = ["PAT00001_STU00001_SER00001", "PAT00002_STU00001_SER00001", "pts_patient1_CT", "pts_patient2_CT"]
+    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
+    assert [(r["case"], r["status"]) for r in rows] == [(name, "ok") for name in names]
+    for name in names:
+        assert (tmp_path / "out" / f"{name}_lungs.nii.gz").exists()
+        assert json.loads((tmp_path / "out" / f"{name}.json").read_text())["case"] == name
+
+    status, _, err = run_cli(capsys, *argv)  # a rerun finds the finished cases by their new names
+    assert status == 0, err
+    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
+    assert [(r["case"], r["status"]) for r in rows] == [(name, "skipped") for name in names]
+
+
+def test_cases_that_still_share_a_name_fail_with_a_clear_error(tmp_path, capsys):
+    from lungseg_core.tests.io.test_dicom import write_series
+
+    array = _small_phantom().ct.array.astype(np.int16)
+    write_series(tmp_path / "in" / "a" / "b_c", 0, "1.2.3.920", spacing=(7.0, 7.0, 24.0), array=array)
+    write_series(tmp_path / "in" / "a_b" / "c", 0, "1.2.3.921", spacing=(7.0, 7.0, 24.0), array=array)
+    status, _, err = run_cli(capsys, "segment", tmp_path / "in", "-o", tmp_path / "out", "--model", "threshold",
+                             "--task", "lungs", "--no-report", "-q")
+    assert status == 1
+    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
+    assert [(r["case"], r["status"]) for r in rows] == [("a_b_c", "ok"), ("a_b_c", "failed")]
+    assert "same case name 'a_b_c'" in rows[1]["error"] and "would collide" in err
 
 
 def test_rerun_into_the_input_folder_skips_its_own_outputs(tmp_path, capsys):

@@ -188,3 +188,17 @@ def test_an_output_path_that_is_a_file_is_an_output_error(tmp_path, small_ct):
         segment_many(inputs, inputs[0], log=None, **FAST)
     with pytest.raises(OutputError, match="Cannot create the output folder"):  # a file in the folder's path
         segment_many(inputs, inputs[0] / "out", log=None, **FAST)
+
+
+def test_a_case_given_with_its_name_is_written_and_skipped_under_that_name(tmp_path, small_ct):
+    from lungseg_core.inference.pipeline import Case
+
+    first, second = (write_inputs(tmp_path / "in" / patient, small_ct, ["ct"])[0] for patient in ("p1", "p2"))
+    cases = [Case(first, "p1_ct"), Case(second, "p2_ct")]
+    out = tmp_path / "out"
+    outcomes = segment_many(cases, out, log=None, **FAST)
+    assert [(o.case, o.status) for o in outcomes] == [("p1_ct", "ok"), ("p2_ct", "ok")]
+    assert (out / "p1_ct_lungs.nii.gz").exists() and (out / "p2_ct.json").exists()
+    outcomes = segment_many(cases, out, log=None, **FAST)
+    assert [(o.case, o.status) for o in outcomes] == [("p1_ct", "skipped"), ("p2_ct", "skipped")]
+    assert [(r["case"], r["input"]) for r in manifest(out)] == [("p1_ct", str(first)), ("p2_ct", str(second))]
