@@ -83,8 +83,16 @@ def _shown(value, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+# keys that change neither the trained model nor its scores: a rerun may set them otherwise
+NOT_COMPARED = ("num_workers", "description")
+
+
 def _as_json(config) -> dict:
     return json.loads(json.dumps(config.to_dict()))
+
+
+def _compared(values: dict) -> dict:
+    return {key: value for key, value in values.items() if key not in NOT_COMPARED}
 
 
 def _with_defaults(saved: dict) -> dict:
@@ -113,7 +121,7 @@ def check_reusable_folds(fold_configs: list, out_dir: Path) -> None:
             problems.append(f"fold_{fold} has no readable config.json")
             stale.append(run_dir)
             continue
-        differences = config_differences(_with_defaults(saved), _as_json(config))
+        differences = config_differences(_compared(_with_defaults(saved)), _compared(_as_json(config)))
         if differences:
             shown = differences[:6] + ([f"and {len(differences) - 6} more"] if len(differences) > 6 else [])
             problems.append(f"fold_{fold}: {', '.join(shown)}")
