@@ -447,8 +447,9 @@ def finished_case_document(paths: dict[str, Path]) -> dict[str, Any] | None:
 
 def unfinished_outcomes(outcomes: list[CaseOutcome | None], inputs: list[Path | Case]) -> list[CaseOutcome]:
     """The manifest rows of an interrupted batch: what finished, and "not run" for the rest."""
-    return [o if o is not None else CaseOutcome(as_case(c).name, str(as_case(c).path), "not run", note=NOT_RUN_NOTE)
-            for o, c in zip(outcomes, inputs)]
+    cases = [as_case(item) for item in inputs]
+    return [o if o is not None else CaseOutcome(c.name, str(c.path), "not run", note=NOT_RUN_NOTE)
+            for o, c in zip(outcomes, cases)]
 
 
 _worker_cancel: Any = None  # in a worker process: the batch's multiprocessing Event
