@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 HELP = "Compare 'lungseg segment' outputs with reference segmentations: Dice, IoU, HD95, ASD, NSD, volumes."
@@ -14,7 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of predictions (CASE_lungs.nii.gz, CASE_infection.nii.gz, CASE.seg.nrrd)")
     parser.add_argument("--ref", type=Path, required=True, metavar="DIR",
                         help="folder of references: CASE_lungs/CASE_infection labelmaps, CASE.seg.nrrd, "
-                             "CASE.nii.gz/.nrrd labelmaps or 2D CASE.png masks")
+                             "CASE.nii.gz/.nrrd labelmaps or 2D CASE.png masks, in lungseg's convention (lungs "
+                             "1 = patient's right, 2 = left; infection 1 GGO, 2 consolidation). A plain "
+                             "CASE.nii.gz holding only 1 (or any 0/255 mask) is binary: scored as 'Infection "
+                             "(any)' / 'Lungs (both)' only. Lung references numbering the left lung 1 (e.g. "
+                             "COVID-19-CT-Seg, many nnU-Net sets) get a warning and only 'Lungs (both)': "
+                             "recode them 1 = right, 2 = left to score each lung")
     parser.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
                         help="folder for metrics.csv, summary.json and boxplot.png (default: PRED/evaluation)")
     parser.add_argument("--task", choices=("lungs", "infection", "all"), default="all",
@@ -52,11 +58,25 @@ def run(args: argparse.Namespace) -> int:
         print(summary_table(summary["metrics"]))
         if summary.get("pixel_unit_cases"):
             print("note: 2D PNG references have no spacing; their HD95/ASD are in pixels")
+        if summary.get("binary_reference_cases"):
+            print(f"note: {len(summary['binary_reference_cases'])} binary reference(s) (one foreground value) are "
+                  "scored as Infection (any) / Lungs (both) only")
     if result.unmatched_predictions:
         print(f"unmatched predictions ({len(result.unmatched_predictions)}): {', '.join(result.unmatched_predictions)}")
     if result.unmatched_references:
         print(f"unmatched references ({len(result.unmatched_references)}): {', '.join(result.unmatched_references)}")
+    for line in warning_lines(result.warnings):
+        print(line, file=sys.stderr)
     for failure in result.failures:
         print(f"failed: {failure['case']} ({failure['task']}): {failure['error']}")
     print(f"wrote {result.metrics_csv}, {result.summary_json.name}, {result.boxplot_png.name}")
     return 0 if result.ok else 1
+
+
+def warning_lines(warnings: list[dict]) -> list[str]:
+    """One line per task and warning naming its cases: a data set usually repeats one problem in every case."""
+    cases: dict[tuple[str, str], list[str]] = {}
+    for warning in warnings:
+        cases.setdefault((warning["task"], warning["warning"]), []).append(warning["case"])
+    return [f"warning ({task}, {len(names)} case(s): {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): {text}"
+            for (task, text), names in cases.items()]

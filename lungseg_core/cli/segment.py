@@ -88,15 +88,22 @@ def check_weights(cards: list[dict]) -> None:
             zoo.load_state_dict(card)
 
 
+def check_models(lung_model: str, infection_model: str, task: str) -> list[dict]:
+    """The cards of the models a run of ``task`` uses, their weights verified; :class:`ModelError` for an
+    unknown model (naming the valid ones) or weights missing or altered. Also run by Slicer's batch_segment.py."""
+    cards = {t: zoo.resolve_card(name, t) for name, t in ((lung_model, "lungs"), (infection_model, "infection"))}
+    used = [cards["lungs"]] + ([cards["infection"]] if task != "lungs" else [])
+    check_weights(used)
+    return used
+
+
 def run(args: argparse.Namespace) -> int:
     inputs = expand_inputs(args.inputs, args.output,
                            lambda line: print(f"lungseg segment: note: {line}", file=sys.stderr))
     lung_model, infection_model = models_for_tasks(args.model, args.lung_model, args.infection_model)
     # fail fast, before any case runs and before the output folder is made: a missing/unknown model, weights
     # missing or altered, or a GPU that is not there
-    cards = {task: zoo.resolve_card(name, task) for name, task in ((lung_model, "lungs"), (infection_model, "infection"))}
-    used = [cards["lungs"]] + ([cards["infection"]] if args.task != "lungs" else [])
-    check_weights(used)
+    used = check_models(lung_model, infection_model, args.task)
     if any(card["architecture"] != "classical" for card in used):  # the classical method runs on the CPU
         resolve_device(args.device)
     log = None if args.quiet else print

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
+import sys
 from pathlib import Path
 
 HELP = "Train a lung or infection model from a JSON config (resumable; multi-GPU through torchrun)."
@@ -59,11 +61,25 @@ def run(args: argparse.Namespace) -> int:
     if args.init_weights:
         parts += ["--init-weights", args.init_weights]
     command = command_line(parts, args)
+    interrupt_on_ctrl_break()
     result = train(config, run_dir, resume=args.resume, device=args.device, epochs=args.epochs, command=command,
                    log=None if args.quiet else print)
-    if result.package is not None:  # only rank 0 writes (and reports) the package
+    # the trainer's log already ends with "...; model package: PATH"; --quiet silences that log, and the package
+    # path is then the one line printed (only rank 0 writes, and reports, the package)
+    if result.package is not None and args.quiet:
         print(f"model package: {result.package}")
+    if result.interrupted:
+        print(f"lungseg train: interrupted after epoch {result.epochs_run}; resume with the same command and "
+              "--resume", file=sys.stderr)
+        return 130
     return 0
+
+
+def interrupt_on_ctrl_break() -> None:
+    """On Windows a parent (the Slicer panel's Stop) can only send CTRL_BREAK to a child: make it a Ctrl-C, so
+    training stops the way it does on POSIX (SIGINT), packaging the best checkpoint."""
+    if hasattr(signal, "SIGBREAK"):
+        signal.signal(signal.SIGBREAK, signal.default_int_handler)
 
 
 def command_line(parts: list[str], args: argparse.Namespace) -> str:

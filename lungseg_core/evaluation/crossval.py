@@ -17,11 +17,11 @@ from typing import Callable
 
 import numpy as np
 
-from lungseg_core.errors import LungSegError
 from lungseg_core.io.atomic import write_text_atomic
 from lungseg_core.io.tables import rows_to_csv_text
 from lungseg_core.labels import label_column
 from lungseg_core.metrics.overlap import confusion_counts, scores_from_counts
+from lungseg_core.training.config import listed_differences, saved_config_differences
 
 UNION = "any"  # column suffix of the union of all foreground labels
 
@@ -65,47 +65,6 @@ def fold_config(config, folds: int, fold: int, epochs: int | None = None):
     return config if epochs is None else replace(config, epochs=int(epochs))
 
 
-def config_differences(saved, wanted, key: str = "") -> list[str]:
-    """``"KEY OLD → NEW"`` for every (dotted) key whose value differs between two config dicts (as JSON)."""
-    if isinstance(saved, dict) and isinstance(wanted, dict):
-        return [d for k in list(saved) + [k for k in wanted if k not in saved]
-                for d in config_differences(saved.get(k, _ABSENT), wanted.get(k, _ABSENT), f"{key}.{k}" if key else k)]
-    if isinstance(saved, list) and isinstance(wanted, list) and len(saved) == len(wanted):
-        return [d for i, (a, b) in enumerate(zip(saved, wanted)) for d in config_differences(a, b, f"{key}.{i}")]
-    return [] if saved == wanted else [f"{key} {_shown(saved)} → {_shown(wanted)}"]
-
-
-_ABSENT = object()
-
-
-def _shown(value, width: int = 60) -> str:
-    text = "(absent)" if value is _ABSENT else json.dumps(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-# keys that change neither the trained model nor its scores: a rerun may set them otherwise
-NOT_COMPARED = ("num_workers", "description")
-
-
-def _as_json(config) -> dict:
-    return json.loads(json.dumps(config.to_dict()))
-
-
-def _compared(values: dict) -> dict:
-    return {key: value for key, value in values.items() if key not in NOT_COMPARED}
-
-
-def _with_defaults(saved: dict) -> dict:
-    """A fold's saved config with the keys added to the config since then at their defaults, which keep the
-    old behaviour: a fold trained by an older version is not another config for lack of them."""
-    from lungseg_core.training.config import TrainConfig
-
-    try:
-        return _as_json(TrainConfig.from_dict(saved))
-    except LungSegError:  # a key this version no longer knows: compared as saved, so it shows as a difference
-        return saved
-
-
 def check_reusable_folds(fold_configs: list, out_dir: Path) -> None:
     """Refuse when a finished or interrupted fold in ``out_dir`` was trained with another config than
     ``fold_configs[K]``: keeping it would score a model of another split (or recipe) as this run's fold."""
@@ -121,10 +80,9 @@ def check_reusable_folds(fold_configs: list, out_dir: Path) -> None:
             problems.append(f"fold_{fold} has no readable config.json")
             stale.append(run_dir)
             continue
-        differences = config_differences(_compared(_with_defaults(saved)), _compared(_as_json(config)))
+        differences = saved_config_differences(saved, config)
         if differences:
-            shown = differences[:6] + ([f"and {len(differences) - 6} more"] if len(differences) > 6 else [])
-            problems.append(f"fold_{fold}: {', '.join(shown)}")
+            problems.append(f"fold_{fold}: {listed_differences(differences)}")
             stale.append(run_dir)
     if problems:
         from lungseg_core.errors import OutputError

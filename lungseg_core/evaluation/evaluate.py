@@ -2,8 +2,11 @@
 
 For every matched case and task (lungs, infection) the prediction is brought onto the reference grid
 (nearest neighbour when the grids differ) and every metric is computed per label plus for the union of
-the task's labels (both lungs; any infection). Binary 0/255 PNG masks only mark "infection", so only the
-union row is reported for them. Results: ``metrics.csv`` (one row per case, task and label),
+the task's labels (both lungs; any infection). References are read in lungseg's convention (lungs 1 right /
+2 left by patient side, infection 1 GGO / 2 consolidation), with two exceptions scored on the union row only:
+binary masks, which mark "infection" or "lung" without classes or sides (:func:`is_binary_mask`), and lung
+references whose label 1 lies on the patient's left of label 2, as in data sets that number the left lung 1
+(with a warning that says how to fix them). Results: ``metrics.csv`` (one row per case, task and label),
 ``summary.json`` (statistics per task and label, unmatched, skipped and failed cases, units) and
 ``boxplot.png``; all written atomically.
 """
@@ -22,13 +25,23 @@ from typing import Iterable
 import numpy as np
 
 from lungseg_core.errors import InputError, LungSegError, OutputError
-from lungseg_core.evaluation.matching import TASKS, CaseFiles, MatchedCase, match_folders
+from lungseg_core.evaluation.matching import (
+    TASKS,
+    CaseFiles,
+    MatchedCase,
+    index_folder,
+    is_plain_labelmap,
+    match_folders,
+)
 from lungseg_core.io import Volume, read_labelmap, write_atomic, write_text_atomic
+from lungseg_core.io.volume import sides_swapped
 from lungseg_core.io.segmentation_files import segmentation_tasks
 from lungseg_core.labels import CONSOLIDATION, GGO, INFECTION_LABELS, LEFT_LUNG, LUNG_LABELS, RIGHT_LUNG
 from lungseg_core.metrics import compute_label_metrics, metric_columns
 
 CSV_COLUMNS = ["case", "task", "label", "label_name"] + metric_columns()
+# what evaluate_folders writes into its output folder (the Slicer panel loads them back by these names)
+METRICS_CSV, SUMMARY_JSON, BOXPLOT_PNG = "metrics.csv", "summary.json", "boxplot.png"
 TASK_CHOICES = ("lungs", "infection", "all")
 TASK_LABELS = {
     "lungs": {**LUNG_LABELS, (RIGHT_LUNG, LEFT_LUNG): "Lungs (both)"},
@@ -44,6 +57,17 @@ PIXEL_UNITS_NOTE = (
     "2D PNG references have no physical spacing: for their rows spacing is 1, so hd95_mm and asd_mm are in "
     "pixels, nsd_1mm / nsd_3mm use 1 and 3 pixel tolerances, and volume columns are pixel counts / 1000"
 )
+BINARY_NOTE = (
+    "binary references (a plain labelmap whose only foreground value is 1, or any 0/255 mask) mark the task's "
+    "region without its classes or sides: only the union row (Infection (any), Lungs (both)) is scored for them"
+)
+SWAPPED_SIDES_WARNING = (
+    "the reference's right lung (label 1) lies on the patient's left of its left lung (label 2) in the image "
+    "geometry: it numbers the lungs 1 = left, 2 = right (as COVID-19-CT-Seg's lung_mask and many nnU-Net sets "
+    "do), lungseg 1 = right, 2 = left by patient side. Only 'Lungs (both)' is scored; swap values 1 and 2 in "
+    "the reference to score each lung"
+)
+_BOOKKEEPING = ("_pixel_units", "_binary", "_warning", "_sources")  # row keys for the report, not result columns
 EMPTY_MASK_NOTE = (
     "a label empty in exactly one of prediction and reference has dice 0, nsd 0 and hd95/asd NaN (no surface "
     "to measure to); NaNs are left out of the statistics and counted in n_nan"
@@ -60,6 +84,7 @@ class EvaluationResult:
     failures: list[dict] = field(default_factory=list)  # {"case", "task", "error"}
     unmatched_predictions: list[str] = field(default_factory=list)
     unmatched_references: list[str] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)  # {"case", "task", "warning"}
 
     @property
     def ok(self) -> bool:
@@ -67,15 +92,15 @@ class EvaluationResult:
 
     @property
     def metrics_csv(self) -> Path:
-        return self.out_dir / "metrics.csv"
+        return self.out_dir / METRICS_CSV
 
     @property
     def summary_json(self) -> Path:
-        return self.out_dir / "summary.json"
+        return self.out_dir / SUMMARY_JSON
 
     @property
     def boxplot_png(self) -> Path:
-        return self.out_dir / "boxplot.png"
+        return self.out_dir / BOXPLOT_PNG
 
 
 # --------------------------------------------------------------------------------------------- sources
@@ -108,16 +133,93 @@ def reference_source(files: CaseFiles, task: str, requested: str) -> Path | None
     return None
 
 
-def is_binary_png_mask(path: Path) -> bool:
-    """A 0/255 PNG marks "infection" without telling GGO from consolidation."""
-    if not path.name.lower().endswith(".png"):
-        return False
+@dataclass
+class Reference:
+    """A reference as scored: its labels in lungseg's convention, the label rows it can be scored on, and
+    why it was scored on fewer of them."""
+
+    volume: Volume
+    labels: dict
+    binary: bool = False
+    warning: str = ""
+
+
+def read_reference(path: Path, task: str) -> Reference:
+    """The reference labelmap of ``task`` (checked by :func:`check_reference_labels`), with the label rows
+    its convention allows."""
+    ref = read_labelmap(path, task)
+    check_reference_labels(ref, path, task)
+    union_only = {key: name for key, name in TASK_LABELS[task].items() if isinstance(key, tuple)}
+    if is_binary_mask(path, ref.array):
+        # its one foreground value (1 or 255) is the whole region: 1, which the union row counts
+        return Reference(ref.with_array((ref.array > 0).astype(np.uint8)), union_only, binary=True)
+    if task == "lungs" and sides_contradict_geometry(ref):
+        return Reference(ref, union_only, warning=SWAPPED_SIDES_WARNING)
+    return Reference(ref, dict(TASK_LABELS[task]))
+
+
+def is_binary_mask(path: Path, labels: np.ndarray) -> bool:
+    """Whether a reference marks only the task's region ("infection", "lung"), not its classes or sides.
+
+    PNGs: a grey 0/255 mask (the reader has already made it 0/1, so the file tells; palette PNGs hold
+    indices). Volumes: a single foreground value 255, or 1 in a plain labelmap (``CASE.nii.gz``, e.g.
+    COVID-19-CT-Seg's infection_mask or a binary lung mask). A task-suffixed ``CASE_infection.nii.gz`` is in
+    lungseg's convention, where a lone 1 means GGO only (right lung only); Slicer segments are named by class.
+    """
+    if path.name.lower().endswith(".png"):
+        return _is_binary_png(path)
+    values = set(np.flatnonzero(np.bincount(labels.ravel())).tolist()) - {0}
+    return values == {255} or (values == {1} and is_plain_labelmap(path))
+
+
+def _is_binary_png(path: Path) -> bool:
     from PIL import Image
 
     with Image.open(path) as image:
         if image.mode == "P":
             return False
         return int(np.asarray(image.convert("L")).max()) > 2
+
+
+def sides_contradict_geometry(ref: Volume) -> bool:
+    """Whether a lung reference holds both lungs and its label 1 lies toward the patient's left of label 2, by
+    the test the training readers apply to data sets (``sides_swapped``). 2D masks without spacing have no
+    patient geometry to test against."""
+    if not ref.spacing_known:
+        return False
+    right, left = ref.array == RIGHT_LUNG, ref.array == LEFT_LUNG
+    return bool(right.any() and left.any()) and sides_swapped(ref, right, left)
+
+
+# ------------------------------------------------------------------------------------ reference labels
+def check_reference_labels(ref: Volume, ref_path: Path, task: str) -> None:
+    """Refuse a reference whose values cannot be the task's labels rather than score nonsense: values above the
+    task's labels (another convention, e.g. MedSeg's 0..3), or a binary mask (lesion or not) taken as lungs."""
+    if task == "lungs" and ref_path.name.lower().endswith(".png") and is_binary_mask(ref_path, ref.array):
+        raise InputError(
+            f"Reference '{ref_path.name}' is a binary mask (lesion or not): it cannot be scored as right/left lungs",
+            "evaluate it with task infection",
+        )
+    labels = {"lungs": LUNG_LABELS, "infection": INFECTION_LABELS}[task]
+    if int(ref.array.max(initial=0)) > max(labels):
+        unexpected = sorted(set(np.unique(ref.array).tolist()) - {0, *labels})
+        meaning = ", ".join(f"{value} {name}" for value, name in labels.items())
+        raise InputError(
+            f"Reference '{ref_path.name}' holds label values {unexpected[:5]}, which are not {task} labels "
+            f"(0 background, {meaning})",
+            "recode it to these values, or evaluate the task its labels are for",
+        )
+
+
+def check_reference_folder(ref_dir: str | Path, task: str, limit: int = 3) -> None:
+    """:func:`check_reference_labels` on the first ``limit`` cases of ``ref_dir``: a quick check before a long
+    segmentation run (a folder holds one label convention, so a few cases tell)."""
+    tasks = TASKS if task == "all" else (task,)
+    for files in list(index_folder(ref_dir, "reference").values())[:limit]:
+        for each in tasks:
+            path = reference_source(files, each, task)
+            if path is not None:
+                check_reference_labels(read_labelmap(path, each), path, each)
 
 
 # -------------------------------------------------------------------------------------------- geometry
@@ -149,17 +251,17 @@ def _resample_nearest(pred: Volume, ref: Volume) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- one case
 def evaluate_case_task(case: str, task: str, pred_path: Path, ref_path: Path) -> list[dict]:
     """Metric rows of one case and task."""
-    ref = read_labelmap(ref_path, task)
-    pred = read_labelmap(pred_path, task)
-    pred_labels = align_to_reference(pred, ref)
-    labels = dict(TASK_LABELS[task])
-    if is_binary_png_mask(ref_path):
-        labels = {key: name for key, name in labels.items() if isinstance(key, tuple)}
+    reference = read_reference(ref_path, task)
+    ref = reference.volume
+    pred_labels = align_to_reference(read_labelmap(pred_path, task), ref)
     physical = ref.spacing_known
     spacing_zyx = tuple(ref.spacing[::-1]) if physical else (1.0, 1.0, 1.0)
-    rows = compute_label_metrics(pred_labels, ref.array, labels, spacing_zyx, float(np.prod(spacing_zyx)) / 1000.0)
+    rows = compute_label_metrics(
+        pred_labels, ref.array, reference.labels, spacing_zyx, float(np.prod(spacing_zyx)) / 1000.0
+    )
     for row in rows:
-        row.update(case=case, task=task, _pixel_units=not physical, _sources=(pred_path, ref_path))
+        row.update(case=case, task=task, _pixel_units=not physical, _binary=reference.binary,
+                   _warning=reference.warning, _sources=(pred_path, ref_path))
     return rows
 
 
@@ -185,6 +287,12 @@ def _evaluate_matched(
 
 
 # ------------------------------------------------------------------------------------------ summary
+def reference_warnings(rows: list[dict]) -> list[dict]:
+    """``{"case", "task", "warning"}`` for each case and task whose reference came with a warning."""
+    found = {(r["case"], r["task"]): r["_warning"] for r in rows if r["_warning"]}
+    return [{"case": case, "task": task, "warning": text} for (case, task), text in found.items()]
+
+
 def _stats(values: list[float]) -> dict:
     """mean, std (population, ddof=0), median, min, max over the finite values; n finite, n_nan left out."""
     finite = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
@@ -230,9 +338,9 @@ def _write_outputs(out_dir: Path, rows: list[dict], summary: dict) -> None:
     from lungseg_core.evaluation.plots import save_boxplot
 
     try:
-        write_text_atomic(out_dir / "metrics.csv", metrics_csv_text(rows))
-        write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        write_atomic(out_dir / "boxplot.png", lambda tmp: save_boxplot(rows, tmp))
+        write_text_atomic(out_dir / METRICS_CSV, metrics_csv_text(rows))
+        write_text_atomic(out_dir / SUMMARY_JSON, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        write_atomic(out_dir / BOXPLOT_PNG, lambda tmp: save_boxplot(rows, tmp))
     except OSError as exc:
         raise OutputError(
             f"Cannot write evaluation results to '{out_dir}' ({exc.strerror or exc})",
@@ -260,7 +368,7 @@ def write_worst_case_overlays(folder: Path, worst: list[dict]) -> list[Path]:
     written = []
     for row in worst:
         pred_path, ref_path = row["_sources"]
-        ref = read_labelmap(ref_path, row["task"])
+        ref = read_reference(ref_path, row["task"]).volume
         pred = align_to_reference(read_labelmap(pred_path, row["task"]), ref)
         aspect = ref.spacing[1] / ref.spacing[0] if ref.spacing_known else 1.0
         title = f"{row['case']} ({row['task']}): Dice {row['dice']:.3f}"
@@ -310,9 +418,12 @@ def evaluate_folders(
         )
 
     pixel_cases = sorted({r["case"] for r in rows if r["_pixel_units"]})
+    binary_cases = sorted({r["case"] for r in rows if r["_binary"]})
+    warnings = reference_warnings(rows)
     worst = [dict(r) for r in worst_cases(rows)]  # copies keep their sources for the overlays
     for row in rows:
-        del row["_pixel_units"], row["_sources"]  # bookkeeping, not result columns
+        for key in _BOOKKEEPING:
+            del row[key]
     summary = {
         "pred_dir": str(pred_dir),
         "ref_dir": str(ref_dir),
@@ -321,8 +432,11 @@ def evaluate_folders(
         "n_cases_evaluated": len({r["case"] for r in rows}),
         "metrics": summarize(rows),
         "units": dict(UNITS),
-        "notes": [EMPTY_MASK_NOTE] + ([PIXEL_UNITS_NOTE] if pixel_cases else []),
+        "notes": [EMPTY_MASK_NOTE] + ([PIXEL_UNITS_NOTE] if pixel_cases else [])
+        + ([BINARY_NOTE] if binary_cases else []),
         "pixel_unit_cases": pixel_cases,
+        "binary_reference_cases": binary_cases,
+        "warnings": warnings,
         "unmatched": {
             "predictions": matching.unmatched_predictions,
             "references": matching.unmatched_references,
@@ -334,5 +448,5 @@ def evaluate_folders(
     _write_outputs(out_dir, rows, summary)
     write_worst_case_overlays(out_dir / "worst_cases", worst)
     return EvaluationResult(
-        out_dir, rows, summary, failures, matching.unmatched_predictions, matching.unmatched_references
+        out_dir, rows, summary, failures, matching.unmatched_predictions, matching.unmatched_references, warnings
     )

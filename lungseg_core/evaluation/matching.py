@@ -2,8 +2,9 @@
 
 Prediction folders hold ``lungseg segment`` outputs: ``CASE_lungs.nii.gz``, ``CASE_infection.nii.gz`` and
 ``CASE.seg.nrrd``. Reference folders may hold the same task-suffixed labelmaps, a Slicer ``CASE.seg.nrrd``,
-a plain labelmap ``CASE.nii.gz`` / ``CASE.nrrd`` / ... (values already in the lungseg convention) or a 2D
-``CASE.png`` mask (0/255 binary or palette indices).
+a plain labelmap ``CASE.nii.gz`` / ``CASE.nrrd`` / ... or a 2D ``CASE.png`` mask (0/255 binary or palette
+indices). Values are read in the lungseg convention (lungs 1 right / 2 left, infection 1 GGO / 2 consolidation),
+except that a plain mask with a single foreground value is binary (``evaluate.is_binary_mask``).
 
 Names match exactly first; what is left matches on a normalised key (lower case, without a trailing
 nnU-Net channel ``_0000`` or words such as ``_mask``, ``_gt``, ``_label``), when that key is unique on both
@@ -75,6 +76,15 @@ def _task_of(stem: str) -> tuple[str, str] | None:
         if stem.lower().endswith(f"_{task}"):
             return stem[: -len(task) - 1], task
     return None
+
+
+def is_plain_labelmap(path: Path) -> bool:
+    """A labelmap whose name does not say its task (``CASE.nii.gz``, not ``CASE_lungs.nii.gz`` or ``CASE.seg.nrrd``):
+    its values follow whatever convention the data set it came from has."""
+    if path.name.lower().endswith(SEG_SUFFIX):
+        return False
+    split = _split_suffix(path.name, LABELMAP_SUFFIXES)
+    return split is not None and _task_of(split[0]) is None
 
 
 def index_folder(folder: str | Path, role: str = "reference") -> dict[str, CaseFiles]:

@@ -78,17 +78,7 @@ def _read_volume_file(path: Path, working_bytes_per_voxel: int = 0) -> Volume:
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)
     except (RuntimeError, EOFError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else exc.__class__.__name__
-        if "orthonormal" in reason:
-            raise InputError(
-                f"'{path.name}' has a sheared (non-orthogonal) voxel grid, e.g. from a tilted CT gantry",
-                "resample it to an orthogonal grid first (e.g. Slicer's Resample Scalar/Vector/DWI Volume, "
-                "or dcm2niix, which corrects gantry tilt)",
-            ) from None
-        raise InputError(
-            f"Cannot read '{path.name}': the file is corrupt, truncated or not an image ({reason})",
-            "re-export or re-copy the file; check that the download completed",
-        ) from None
+        raise _unreadable(path, exc) from None
     if image.GetNumberOfComponentsPerPixel() > 1:
         raise InputError(
             f"'{path.name}' has {image.GetNumberOfComponentsPerPixel()} values per voxel (colour or vector image)",
@@ -97,6 +87,30 @@ def _read_volume_file(path: Path, working_bytes_per_voxel: int = 0) -> Volume:
     if np.issubdtype(array.dtype, np.floating) and path.name.lower().endswith((".nii", ".nii.gz")):
         _check_nifti_nan(path)
     return _volume_from_sitk_array(image, array, path)
+
+
+def _unreadable(path: Path, exc: BaseException) -> InputError:
+    reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else exc.__class__.__name__
+    if "orthonormal" in reason:
+        return InputError(
+            f"'{path.name}' has a sheared (non-orthogonal) voxel grid, e.g. from a tilted CT gantry",
+            "resample it to an orthogonal grid first (e.g. Slicer's Resample Scalar/Vector/DWI Volume, "
+            "or dcm2niix, which corrects gantry tilt)",
+        )
+    return InputError(
+        f"Cannot read '{path.name}': the file is corrupt, truncated or not an image ({reason})",
+        "re-export or re-copy the file; check that the download completed",
+    )
+
+
+def check_complete(path: str | os.PathLike) -> None:
+    """The integrity check :func:`read_volume` makes before reading a file's pixels, for readers that skip it
+    (3D Slicer's zero-fills a truncated NIfTI without an error); raises the same :class:`InputError`."""
+    path = Path(path)
+    try:
+        _check_complete(path)
+    except EOFError as exc:
+        raise _unreadable(path, exc) from None
 
 
 def check_memory_from_header(shown_as: Path, header_file: str | Path, working_bytes_per_voxel: int = 0,
@@ -283,11 +297,18 @@ def refuse_non_finite(values: np.ndarray, path: Path | str) -> None:
             )
 
 
+MAX_LABEL_VALUE = 255  # labelmaps are uint8: larger or negative values are not labels (a CT given as a mask)
+MAX_INDEX_IN_GREY_MASK = 10  # grey PNG masks with values up to this hold label indices (0 bg, 1, 2, ...)
+BINARY_MASK_VALUE = 255  # 0/255 masks (how many tools export binary masks) mean 0/1
+
+
 def read_labelmap(path: str | os.PathLike, task: str = "lungs") -> Volume:
     """Read a reference labelmap in the lungseg convention for ``task`` (``lungs`` or ``infection``).
 
     Accepts labelmap volumes (values already in our convention), Slicer ``.seg.nrrd`` (segments matched
-    by name or terminology) and 2D PNG masks (0/255 binary, or palette indices).
+    by name or terminology) and 2D PNG masks (palette indices, grey indices 0..10, or 0/255 binary).
+    0/255 binary masks become 0/1 in every format. Values that no uint8 labelmap can hold (negative,
+    above 255) are refused instead of being wrapped: such a file is a CT or a probability map, not a mask.
     """
     path = Path(path)
     if path.name.lower().endswith(".seg.nrrd"):
@@ -295,18 +316,54 @@ def read_labelmap(path: str | os.PathLike, task: str = "lungs") -> Volume:
 
         return read_seg_nrrd_labelmap(path, task)
     volume = read_volume(path)
-    array = volume.array
     if is_image_file(path):
         array = _png_mask_labels(path)[np.newaxis]
-    return volume.with_array(np.rint(array).astype(np.uint8), intensity="hu")
+    else:
+        array = _binary_as_one(_label_values(volume.array, path))
+    return volume.with_array(array, intensity="hu")
+
+
+def _label_values(array: np.ndarray, path: Path) -> np.ndarray:
+    """The voxels as uint8 labels; values outside 0..255 are refused (a uint8 cast would wrap them)."""
+    low, high = float(array.min(initial=0)), float(array.max(initial=0))
+    if low < 0 or high > MAX_LABEL_VALUE:
+        raise InputError(
+            f"'{path.name}' holds values {low:g}..{high:g}, which are not label values (0..{MAX_LABEL_VALUE}): "
+            "it looks like an image, not a mask",
+            "give the mask (labelmap) file, not the CT",
+        )
+    return np.rint(array).astype(np.uint8)
+
+
+def _binary_as_one(labels: np.ndarray) -> np.ndarray:
+    """A mask holding only 0 and 255 is binary: 255 becomes 1 (never a label index of its own)."""
+    if labels.max(initial=0) == BINARY_MASK_VALUE and not np.any((labels > 0) & (labels < BINARY_MASK_VALUE)):
+        return (labels > 0).astype(np.uint8)
+    return labels
 
 
 def _png_mask_labels(path: Path) -> np.ndarray:
-    """Palette PNGs carry label indices; plain 0/255 masks become 0/1."""
+    """Label indices of a 2D mask image, decided by the values present.
+
+    Palette PNGs carry indices. Grey masks: only 0 and 255 is binary (0/1); values up to
+    :data:`MAX_INDEX_IN_GREY_MASK` are indices (``cv2.imwrite`` of a labelmap); a lossy JPEG mask is
+    binarised at half range (compression smears 0/255 edges). Other grey values are ambiguous: refused.
+    """
     from PIL import Image
 
     with Image.open(path) as image:
         if image.mode == "P":
             return np.asarray(image, dtype=np.uint8)
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
-    return (gray > 127).astype(np.uint8) if gray.max() > 2 else gray
+    gray = _binary_as_one(gray)
+    if gray.max(initial=0) <= MAX_INDEX_IN_GREY_MASK:
+        return gray
+    if path.name.lower().endswith((".jpg", ".jpeg")):
+        return (gray > 127).astype(np.uint8)
+    values = np.flatnonzero(np.bincount(gray.ravel()))
+    shown = ", ".join(str(v) for v in values[:8]) + (", ..." if values.size > 8 else "")
+    raise InputError(
+        f"Mask '{path.name}' holds grey values {shown}: neither a 0/255 binary mask nor label indices "
+        f"0..{MAX_INDEX_IN_GREY_MASK}",
+        "save masks as 0/255 binary or as label indices (0 background, 1, 2, ...) in a grey or palette PNG",
+    )

@@ -82,19 +82,36 @@ def segment_label_for_task(name: str, terminology: dict | None, task: str) -> in
     return 0
 
 
-def segmentation_tasks(path: Path) -> set[str]:
-    """Which tasks ("lungs", "infection") a ``.seg.nrrd`` holds segments for, read from its header only."""
+def read_segments(path: Path) -> list[dict]:
+    """The segments (name, terminology, layer, labelValue) of a ``.seg.nrrd``, read from its header only."""
     import slicerio
 
     try:
-        segments = slicerio.read_segmentation(str(path), skip_voxels=True)["segments"]
+        return slicerio.read_segmentation(str(path), skip_voxels=True)["segments"]
     except Exception as exc:  # slicerio raises many kinds for broken headers
         raise InputError(f"Cannot read Slicer segmentation '{Path(path).name}' ({exc})", "re-save it from Slicer") from None
+
+
+def segmentation_tasks(path: Path) -> set[str]:
+    """Which tasks ("lungs", "infection") a ``.seg.nrrd`` holds segments for, read from its header only."""
+    segments = read_segments(path)
     return {task for task in ("lungs", "infection")
             if any(segment_label_for_task(s.get("name", ""), s.get("terminology"), task) for s in segments)}
 
 
-def read_seg_nrrd_labelmap(path: Path, task: str) -> Volume:
+def segment_label(segment: dict, task: str, label_map: dict[str, int] | None = None) -> int:
+    """Our label for one segment: from ``label_map`` {segment name: label} when given, else by name/terminology."""
+    if label_map is not None:
+        return int(label_map.get(segment.get("name", ""), 0))
+    return segment_label_for_task(segment.get("name", ""), segment.get("terminology"), task)
+
+
+def read_seg_nrrd_labelmap(path: Path, task: str, label_map: dict[str, int] | None = None) -> Volume:
+    return read_seg_nrrd_labelmaps(path, {task: label_map})[task]
+
+
+def read_seg_nrrd_labelmaps(path: Path, tasks: dict[str, dict[str, int] | None]) -> dict[str, Volume]:
+    """One labelmap per task of ``tasks`` {task: label_map or None}, reading the voxels once."""
     import slicerio
 
     try:
@@ -102,18 +119,20 @@ def read_seg_nrrd_labelmap(path: Path, task: str) -> Volume:
     except Exception as exc:  # slicerio raises many kinds for broken headers
         raise InputError(f"Cannot read Slicer segmentation '{path.name}' ({exc})", "re-save it from Slicer") from None
     voxels = segmentation["voxels"]
-    shape_ijk = voxels.shape[-3:]
-    out = np.zeros(shape_ijk, dtype=np.uint8)
-    for segment in segmentation["segments"]:
-        label = segment_label_for_task(segment.get("name", ""), segment.get("terminology"), task)
-        if label:
-            out[_segment_mask(voxels, segment)] = label
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     direction = ijk_to_lps[:3, :3] / spacing
     offset = np.asarray(segmentation.get("referenceImageExtentOffset", [0, 0, 0]), dtype=float)
     origin = ijk_to_lps[:3, 3] + ijk_to_lps[:3, :3] @ offset
-    return Volume(out.transpose(2, 1, 0), tuple(spacing), tuple(origin), direction, name=path.name)
+    out = {}
+    for task, label_map in tasks.items():
+        labels = np.zeros(voxels.shape[-3:], dtype=np.uint8)
+        for segment in segmentation["segments"]:
+            label = segment_label(segment, task, label_map)
+            if label:
+                labels[_segment_mask(voxels, segment)] = label
+        out[task] = Volume(labels.transpose(2, 1, 0), tuple(spacing), tuple(origin), direction, name=path.name)
+    return out
 
 
 def _segment_mask(voxels: np.ndarray, segment: dict) -> np.ndarray:
@@ -121,4 +140,5 @@ def _segment_mask(voxels: np.ndarray, segment: dict) -> np.ndarray:
     return layer == segment["labelValue"]
 
 
-__all__ = ["write_seg_nrrd", "read_seg_nrrd_labelmap", "segmentation_tasks", "segment_label_for_task", "SEGMENTS"]
+__all__ = ["write_seg_nrrd", "read_seg_nrrd_labelmap", "read_seg_nrrd_labelmaps", "read_segments", "segment_label",
+           "segmentation_tasks", "segment_label_for_task", "SEGMENTS"]

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 from scipy import ndimage
 
-from lungseg_core.io.volume import Volume, patient_left_score
+from lungseg_core.io.volume import Volume, patient_left_score, sides_swapped
 from lungseg_core.labels import LEFT_LUNG, RIGHT_LUNG
 from lungseg_core.preprocessing.cropping import BODY_THRESHOLD_HU, bounding_box
 from lungseg_core.preprocessing.orientation import CanonicalView
@@ -299,7 +299,7 @@ def clean_lungs(labels_or_mask: np.ndarray, volume: Volume, closing_mm: float = 
         return split_left_right(mask, volume)
     parts = np.zeros(mask.shape, np.uint8)
     parts[box] = _assign_to_seeds(mask_in_box, seeds, tuple(volume.spacing[::-1]))
-    if patient_left_score(volume, parts == RIGHT_LUNG) > patient_left_score(volume, parts == LEFT_LUNG):
+    if sides_swapped(volume, parts == RIGHT_LUNG, parts == LEFT_LUNG):
         log.warning("lung labels were on the wrong patient sides; swapped them")
         parts = np.where(parts > 0, 3 - parts, 0).astype(np.uint8)
     return parts

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lungseg_core.errors import InputError
+from lungseg_core.errors import InputError, LungSegError
 from lungseg_core.labels import TASKS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -293,3 +293,58 @@ def parse_override(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key.strip(), value
+
+
+# ------------------------------------------------------------------------------------------------------
+# a run's saved config against this one: `lungseg train --resume` and `lungseg crossval` reruns reuse a run only
+# when it was trained with this config, since its checkpoint, best epoch and split belong to the saved one
+# ------------------------------------------------------------------------------------------------------
+# keys that change neither the trained model nor its scores: a rerun or a resume may set them otherwise
+NOT_COMPARED = ("num_workers", "description")
+_ABSENT = object()
+
+
+def config_differences(saved, wanted, key: str = "") -> list[str]:
+    """``"KEY OLD → NEW"`` for every (dotted) key whose value differs between two config dicts (as JSON)."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        return [d for k in list(saved) + [k for k in wanted if k not in saved]
+                for d in config_differences(saved.get(k, _ABSENT), wanted.get(k, _ABSENT), f"{key}.{k}" if key else k)]
+    if isinstance(saved, list) and isinstance(wanted, list) and len(saved) == len(wanted):
+        return [d for i, (a, b) in enumerate(zip(saved, wanted)) for d in config_differences(a, b, f"{key}.{i}")]
+    return [] if saved == wanted else [f"{key} {_shown(saved)} → {_shown(wanted)}"]
+
+
+def _shown(value, width: int = 60) -> str:
+    text = "(absent)" if value is _ABSENT else json.dumps(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def saved_config_differences(saved: dict, config: TrainConfig, may_differ: tuple[str, ...] = ()) -> list[str]:
+    """The differences between a run's saved config (``config.json``, or the one in its checkpoint) and
+    ``config``, leaving out :data:`NOT_COMPARED` and ``may_differ`` (top-level keys)."""
+    ignored = NOT_COMPARED + tuple(may_differ)
+    return config_differences(_without(with_defaults(saved), ignored), _without(config_json(config), ignored))
+
+
+def listed_differences(differences: list[str], limit: int = 6) -> str:
+    """The first ``limit`` differences for a one-line message, and how many more there are."""
+    more = [f"and {len(differences) - limit} more"] if len(differences) > limit else []
+    return ", ".join(differences[:limit] + more)
+
+
+def config_json(config: TrainConfig) -> dict:
+    """``config`` as it is saved (a JSON round trip: tuples become lists, as in a file read back)."""
+    return json.loads(json.dumps(config.to_dict()))
+
+
+def _without(values: dict, keys: tuple[str, ...]) -> dict:
+    return {key: value for key, value in values.items() if key not in keys}
+
+
+def with_defaults(saved: dict) -> dict:
+    """A saved config with the keys added to the config since then at their defaults, which keep the old
+    behaviour: a run saved by an older version is not another config for lack of them."""
+    try:
+        return config_json(TrainConfig.from_dict(saved))
+    except LungSegError:  # a key this version no longer knows: compared as saved, so it shows as a difference
+        return saved

@@ -217,8 +217,10 @@ def open_sources(config, say) -> tuple[list[_Entry], list[str], list[str]]:
         labels_task = source.labels or config.task
         dataset = open_dataset(root, source.layout, labels_task, **source.options)
         descriptions.append(dataset.describe())
-        notes.extend(dataset.notes)
         say(f"data[{index}]: {dataset.describe()}")
+        for note in dataset.notes:  # which folders the reader chose, what it skipped
+            notes.append(f"data[{index}]: {note}")
+            say(notes[-1])
         host = config.task == "infection" and labels_task == "lungs"
         for case in dataset.sources:
             # patients of different sources never coincide, even when names do
@@ -267,12 +269,22 @@ def _lesion_spec(config):
         raise InputError(f"Bad synthetic_lesions options: {exc}", "use copies, keep_original, count, kinds, diameter_mm, irregularity, texture_hu, placement") from None
 
 
-def _variants(case, entry: _Entry, config, training: bool, rng: np.random.Generator):
-    """(name, image, labels) to slice: the case itself and/or copies with synthetic lesions."""
+def _variants(case, entry: _Entry, config, training: bool, rng: np.random.Generator, not_hu: list[str]):
+    """(name, image, labels) to slice: the case itself and/or copies with synthetic lesions.
+
+    Lesions are inserted in HU only; a case with display intensities (e.g. the 0-255 Radiopaedia cases of
+    COVID-19-CT-Seg) gets none and is listed in ``not_hu``: as a lesion host it is skipped, in a lung config
+    it is kept without lesion copies. One such case must not stop a run that has HU cases.
+    """
     from lungseg_core.synthetic.lesions import insert_lesions
 
     copies = int(config.synthetic_lesions.get("copies", 0))
     lungs = case.lungs  # every reader sets it for lung cases
+    wants_lesions = entry.host or (copies and config.task == "lungs" and lungs is not None)
+    if wants_lesions and case.image.intensity != "hu":
+        not_hu.append(case.name)
+        if entry.host:
+            return
     if entry.host:
         # lung-labelled host: the inserted lesions' masks are the infection labels (validation gets them too)
         for copy in range(max(copies, 1)):
@@ -281,7 +293,7 @@ def _variants(case, entry: _Entry, config, training: bool, rng: np.random.Genera
         return
     if not training or config.synthetic_lesions.get("keep_original", True):
         yield case.name, case.image, case.labels, lungs
-    if copies and config.task == "lungs" and lungs is not None and case.image.intensity == "hu":
+    if wants_lesions and case.image.intensity == "hu":
         # validation gets lesion copies too, so the best epoch is the one that keeps consolidated lung
         for copy in range(copies):
             image, _ = insert_lesions(case.image, lungs, _lesion_spec(config), rng)
@@ -308,17 +320,29 @@ def transposed(stack: SliceStack) -> SliceStack:
                       np.ascontiguousarray(stack.labels.swapaxes(-1, -2)), stack.case_index, stack.case_names)
 
 
-def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: np.random.Generator) -> tuple[SliceStack, list[str]]:
+def _cropped_to_lungs(image: Volume, labels: np.ndarray, lungs: np.ndarray | None, name: str,
+                      source_index: int) -> tuple[Volume, np.ndarray]:
+    """crop_to_lungs for one case. Without lung labels it is refused, not skipped: the model card says the
+    network saw lung-cropped slices, and inference crops accordingly."""
+    if lungs is None:
+        raise InputError(f"crop_to_lungs is set for data[{source_index}], but its case '{name}' has no lung labels to crop to",
+                         "give that source lung labels (a lungs/ mask folder, lung values in dataset.json, lung segments) "
+                         "or set crop_to_lungs to false")
+    return crop_case_to_lungs(image, labels, lungs)
+
+
+def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: np.random.Generator,
+                   not_hu: list[str]) -> tuple[SliceStack, list[str]]:
     stacks, names = [], []
     for entry in entries:
         case = entry.case.load()
         source = config.data[entry.source_index]
         crop = config.crop_to_lungs if source.crop_to_lungs is None else source.crop_to_lungs
-        for name, image, labels, lungs in _variants(case, entry, config, training, rng):
+        for name, image, labels, lungs in _variants(case, entry, config, training, rng, not_hu):
             if training and image.intensity == "hu":
                 name, image, labels, lungs = _maybe_thicken(name, image, labels, lungs, config.thick_slices, rng)
             if crop:
-                image, labels = crop_case_to_lungs(image, labels, lungs)
+                image, labels = _cropped_to_lungs(image, labels, lungs, name, entry.source_index)
             stack = case_to_stack(
                 image, labels, spec, name, task=config.task, num_classes=config.num_classes,
                 drop_noninformative=config.drop_noninformative,
@@ -328,6 +352,14 @@ def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: 
             stacks.append(transposed(stack) if source.transpose else stack)
             names.append(name)
     return concat_stacks(stacks, spec), names
+
+
+def _not_hu_note(names: list[str], task: str) -> str:
+    from lungseg_core.training.datasets import name_list
+
+    what = "skipped as lesion hosts" if task == "infection" else "kept without synthetic lesion copies"
+    return (f"{len(names)} case(s) with display intensities (0-255), not HU, {what}: synthetic lesions need HU "
+            f"({name_list(names)})")
 
 
 def build_training_data(config, say=lambda _msg: None) -> TrainingData:
@@ -347,8 +379,12 @@ def build_training_data(config, say=lambda _msg: None) -> TrainingData:
         say(note)
     spec = config.spec()
     rng = np.random.default_rng(config.seed)
-    train, train_names = _stack_entries(train_entries, config, spec, True, rng)
-    val, val_names = _stack_entries(val_entries, config, spec, False, np.random.default_rng(config.seed + 1))
+    not_hu: list[str] = []
+    train, train_names = _stack_entries(train_entries, config, spec, True, rng, not_hu)
+    val, val_names = _stack_entries(val_entries, config, spec, False, np.random.default_rng(config.seed + 1), not_hu)
+    if not_hu:
+        notes.append(_not_hu_note(sorted(set(not_hu)), config.task))
+        say(notes[-1])
     if len(train) == 0:
         raise InputError("No training slices left after removing non-informative slices",
                          "check that the labels are not empty, or set drop_noninformative to false")

@@ -335,6 +335,7 @@ class TrainResult:
     stopped_early: bool
     package: Path | None
     history: list[dict] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C / SIGINT; the package holds the best epoch finished before
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -419,75 +420,83 @@ def _train(config, run_dir, resume, device, command, info: DistInfo, say) -> Tra
     train_ds = SliceDataset(data.train, config.augmentation, seed=config.seed)
     val_ds = Subset(SliceDataset(data.val), range(info.rank, len(data.val), info.world_size))
     pin = device.type == "cuda"
-    stopped_early = False
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        tic = time.perf_counter()
-        train_ds.set_epoch(epoch)
-        loader = _loader(train_ds, config.batch_size, True, config.seed, epoch, info, config.num_workers, pin)
-        train_sum, train_count = _all_reduce(
-            list(train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, amp, config.grad_clip)), info, device
-        )
-        val_loader = _loader(val_ds, config.batch_size, False, config.seed, epoch, info, config.num_workers, pin)
-        sums = _all_reduce(evaluate(model, val_loader, loss_fn, device, config.num_classes, amp), info, device)
-        dices, dice_any = _dice_from_sums(sums, config.num_classes)
-        row = {
-            "epoch": epoch,
-            "train_loss": train_sum / max(train_count, 1),
-            "val_loss": sums[0] / max(sums[1], 1),
-            "val_dice": float(np.mean(dices)),
-            "val_dice_any": dice_any,
-            **{f"val_dice_{label_column(name)}": d
-               for name, d in zip(label_names(config.task, config.num_classes).values(), dices)},
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": 0.0,
-        }
-        monitored = row[config.monitor]
-        if scheduler is not None:
-            scheduler.step(monitored) if config.scheduler == "plateau" else scheduler.step()
-        improved = _improved(monitored, state["best_value"], config.monitor, config.min_delta)
-        if improved:
-            state.update(best_value=monitored, best_epoch=epoch, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        row["seconds"] = round(time.perf_counter() - tic, 3)
-        row["best"] = int(improved)
-        state["seconds"] += row["seconds"]
-        state["history"].append(row)
-        state["epoch"] = epoch
-        rng = _gather_rng(info)
-        if info.is_main:
-            weights = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    stopped_early = interrupted = False
+    try:
+        for epoch in range(state["epoch"] + 1, config.epochs + 1):
+            tic = time.perf_counter()
+            train_ds.set_epoch(epoch)
+            loader = _loader(train_ds, config.batch_size, True, config.seed, epoch, info, config.num_workers, pin)
+            train_sum, train_count = _all_reduce(
+                list(train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, amp, config.grad_clip)),
+                info, device,
+            )
+            val_loader = _loader(val_ds, config.batch_size, False, config.seed, epoch, info, config.num_workers, pin)
+            sums = _all_reduce(evaluate(model, val_loader, loss_fn, device, config.num_classes, amp), info, device)
+            dices, dice_any = _dice_from_sums(sums, config.num_classes)
+            row = {
+                "epoch": epoch,
+                "train_loss": train_sum / max(train_count, 1),
+                "val_loss": sums[0] / max(sums[1], 1),
+                "val_dice": float(np.mean(dices)),
+                "val_dice_any": dice_any,
+                **{f"val_dice_{label_column(name)}": d
+                   for name, d in zip(label_names(config.task, config.num_classes).values(), dices)},
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": 0.0,
+            }
+            monitored = row[config.monitor]
+            if scheduler is not None:
+                scheduler.step(monitored) if config.scheduler == "plateau" else scheduler.step()
+            improved = _improved(monitored, state["best_value"], config.monitor, config.min_delta)
             if improved:
-                _save_checkpoint(best_path, {"model": weights, "epoch": epoch, "value": monitored, "monitor": config.monitor})
-            _save_checkpoint(last_path, {
-                "version": CHECKPOINT_VERSION, "model": weights, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict() if amp else None, "rng": rng, "config": config.to_dict(),
-                **state,
-            })
-            write_log_csv(run_dir / "log.csv", state["history"])
-            plot_curves(run_dir / "curves.png", state["history"], config.name)
-        say(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
-            f"val Dice {row['val_dice']:.4f}" + (f" (any {dice_any:.4f})" if config.num_classes > 2 else "")
-            + f", lr {row['lr']:.2e}, {row['seconds']:.1f} s" + (" *best*" if improved else ""))
-        if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
-            stopped_early = True
-            say(f"early stopping: no improvement of {config.monitor} for {state['bad_epochs']} epochs")
-            break
+                state.update(best_value=monitored, best_epoch=epoch, bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+            row["seconds"] = round(time.perf_counter() - tic, 3)
+            row["best"] = int(improved)
+            state["seconds"] += row["seconds"]
+            state["history"].append(row)
+            state["epoch"] = epoch
+            rng = _gather_rng(info)
+            if info.is_main:
+                weights = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+                if improved:
+                    _save_checkpoint(best_path, {"model": weights, "epoch": epoch, "value": monitored,
+                                                 "monitor": config.monitor})
+                _save_checkpoint(last_path, {
+                    "version": CHECKPOINT_VERSION, "model": weights, "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": scaler.state_dict() if amp else None, "rng": rng, "config": config.to_dict(),
+                    **state,
+                })
+                write_log_csv(run_dir / "log.csv", state["history"])
+                plot_curves(run_dir / "curves.png", state["history"], config.name)
+            say(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+                f"val Dice {row['val_dice']:.4f}" + (f" (any {dice_any:.4f})" if config.num_classes > 2 else "")
+                + f", lr {row['lr']:.2e}, {row['seconds']:.1f} s" + (" *best*" if improved else ""))
+            if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
+                stopped_early = True
+                say(f"early stopping: no improvement of {config.monitor} for {state['bad_epochs']} epochs")
+                break
+    except KeyboardInterrupt:  # Ctrl-C, or Stop in the Slicer panel: keep what was learnt, package the best epoch
+        interrupted = True
+        say(f"interrupted during epoch {state['epoch'] + 1}: packaging the best checkpoint so far")
 
     package = None
     if info.is_main:
         package = _write_package(config, run_dir, best_path, data, state, command, device, info)
         summary = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "monitor": config.monitor,
-                   "best_value": state["best_value"], "stopped_early": stopped_early, "seconds": state["seconds"],
+                   "best_value": state["best_value"], "stopped_early": stopped_early, "interrupted": interrupted,
+                   "seconds": state["seconds"],
                    "package": str(package) if package else None, "train_cases": data.train_cases,
                    "val_cases": data.val_cases, "notes": data.notes}
         write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        say(f"best epoch {state['best_epoch']} ({config.monitor} {state['best_value']:.4f}); model package: {package}")
-    if info.enabled:
+        if package is not None:
+            say(f"best epoch {state['best_epoch']} ({config.monitor} {state['best_value']:.4f}); model package: {package}")
+    if info.enabled and not interrupted:  # an interrupted rank may never reach the barrier
         dist.barrier()
     return TrainResult(run_dir, state["epoch"], state["best_epoch"], state["best_value"], stopped_early, package,
-                       state["history"])
+                       state["history"], interrupted)
 
 
 def _gather_rng(info: DistInfo):
@@ -509,12 +518,21 @@ def _check_run_dir(run_dir: Path, resume: bool, last_path: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+# a resumed run may be given more (or fewer) epochs in all; any other key would continue the checkpoint's
+# weights, best epoch and split on other data or another recipe, one run's model mixed with another's
+RESUME_MAY_CHANGE = ("epochs",)
+
+
 def _check_resumable(checkpoint: dict, config: TrainConfig, path: Path) -> None:
-    saved = checkpoint.get("config", {})
-    for key in ("architecture", "architecture_kwargs", "num_classes", "slice_spec", "task"):
-        if saved.get(key) != getattr(config, key):
-            raise InputError(f"Cannot resume '{path}': its {key} differs from the config ({saved.get(key)!r})",
-                             "resume with the run's own config (RUN_DIR/config.json) or start a new run")
+    """Refuse to resume when ``config`` differs from the run's own (saved in the checkpoint, which the run's
+    config.json repeats) in anything but ``epochs`` and the keys crossval lets differ (``NOT_COMPARED``)."""
+    from lungseg_core.training.config import listed_differences, saved_config_differences
+
+    differences = saved_config_differences(checkpoint.get("config", {}), config, RESUME_MAY_CHANGE)
+    if differences:
+        raise InputError(f"Cannot resume '{path}': it was trained with another config ({listed_differences(differences)})",
+                         "resume with the run's own config (RUN_DIR/config.json; only --epochs may change), "
+                         "or start a new run in another folder (-o)")
 
 
 def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: TrainingData, state: dict,

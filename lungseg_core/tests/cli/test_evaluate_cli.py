@@ -96,3 +96,15 @@ def test_required_arguments_and_task_choices(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--pred", "x", "--ref", "y", "--task", "heart"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_reference_warnings_go_to_stderr_even_when_quiet(tmp_path, capsys):
+    pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
+    lungs, _ = phantom_labels()
+    for case in ("lung_001", "lung_002"):
+        write_labelmap(pred_dir / f"{case}_0000_lungs.nii.gz", reference_volume(), lungs)
+        write_labelmap(ref_dir / f"{case}.nii.gz", reference_volume(), np.where(lungs > 0, 3 - lungs, 0))
+    assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--task", "lungs", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # one line for the data set's repeated problem
+    assert err.startswith("warning (lungs, 2 case(s): lung_001_0000, lung_002_0000): the reference's right lung")

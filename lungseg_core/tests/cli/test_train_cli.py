@@ -22,17 +22,30 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(config), "-o", str(run), "--epochs", "1", "--device", "cpu", "--set", "lr=0.001"]) == 0
     out = capsys.readouterr().out
-    assert "epoch 1/1" in out and "model package:" in out
+    assert "epoch 1/1" in out and out.count("model package:") == 1  # the trainer's last log line, not repeated
     card = json.loads((run / "model" / "cli-tiny.json").read_text())
     assert card["training"]["config"]["lr"] == 0.001
     assert "--set lr=0.001" in card["training"]["command"]
-    assert main(["train", str(config), "-o", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    # the resume repeats the run's --set (another lr would be another run) and raises --epochs
+    assert main(["train", str(config), "-o", str(run), "--resume", "--epochs", "2", "--set", "lr=0.001", "--quiet"]) == 0
+    assert capsys.readouterr().out == f"model package: {run / 'model' / 'cli-tiny.json'}\n"  # --quiet: that line only
     assert (run / "log.csv").read_text().count("\n") == 3  # header + epochs 1 and 2
     tuned = tmp_path / "tuned"
     package = str(run / "model" / "cli-tiny.json")
     assert main(["train", str(config), "-o", str(tuned), "--epochs", "1", "--quiet", "--init-weights", package]) == 0
     card = json.loads((tuned / "model" / "cli-tiny.json").read_text())
     assert card["training"]["fine_tuned_from"] == package and f"--init-weights {package}" in card["training"]["command"]
+
+
+def test_an_interrupted_run_exits_130_with_its_best_epoch_packaged(tmp_path, capsys, monkeypatch):
+    from lungseg_core.tests.training.test_trainer import _interrupt_in_epoch
+
+    _interrupt_in_epoch(monkeypatch, 2)
+    run = tmp_path / "run"
+    assert main(["train", str(_config(tmp_path)), "-o", str(run), "--device", "cpu"]) == 130
+    captured = capsys.readouterr()
+    assert "model package:" in captured.out and "resume" in captured.err
+    assert (run / "model" / "cli-tiny.json").exists()
 
 
 def test_user_errors_are_one_line_with_exit_status_2(tmp_path, capsys):

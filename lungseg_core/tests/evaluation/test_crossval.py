@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from lungseg_core.cli.main import main
-from lungseg_core.evaluation.crossval import case_scores, config_differences, held_out_cases, summarize
-from lungseg_core.training.config import load_config
+from lungseg_core.evaluation.crossval import case_scores, held_out_cases, summarize
+from lungseg_core.training.config import config_differences, load_config
 
 
 def _config(tmp_path, cases=4, **extra):

@@ -233,6 +233,72 @@ def test_a_broken_case_is_reported_while_others_are_evaluated(tmp_path):
     assert json.loads(result.summary_json.read_text())["failed"] == result.failures
 
 
+def test_references_whose_values_cannot_be_the_tasks_labels_are_refused(tmp_path):
+    """MedSeg-style 0..3 masks or a binary lesion mask taken as lungs would otherwise be scored as lungs."""
+    from lungseg_core.evaluation import check_reference_folder
+
+    pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
+    ref = reference_volume()
+    lungs, _ = phantom_labels()
+    write_labelmap(pred_dir / "medseg_lungs.nii.gz", ref, lungs)
+    write_labelmap(ref_dir / "medseg.nii.gz", ref, np.where(lungs == 2, 3, lungs))
+    result = evaluate_folders(pred_dir, ref_dir, task="lungs", progress=False)
+    assert "label values [3], which are not lungs labels" in result.failures[0]["error"]
+    with pytest.raises(InputError, match="label values \\[3\\]"):
+        check_reference_folder(ref_dir, "lungs")
+
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    write_png(binary / "slice01.png", slice_mask() * 255)
+    with pytest.raises(InputError, match="binary mask .* cannot be scored as right/left lungs"):
+        check_reference_folder(binary, "lungs")
+    check_reference_folder(binary, "infection")  # what such a mask is for
+    check_reference_folder(binary, "all")  # 'all' takes a PNG mask as infection
+
+
+def test_binary_volume_references_are_scored_as_the_union_only(tmp_path):
+    """COVID-19-CT-Seg's 0/1 infection_mask and 0/255 exports mark "infection" only: scoring their 1 as GGO gave
+    a perfect prediction GGO 0.73 / consolidation 0, and 255 matched no label at all (Dice 0 even for the union)."""
+    pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
+    ref = reference_volume()
+    lungs, infection = phantom_labels()
+    for case, values in (("zero_one", (infection > 0) * 1), ("zero_255", (infection > 0) * 255)):
+        write_labelmap(pred_dir / f"{case}_infection.nii.gz", ref, infection)
+        write_labelmap(ref_dir / f"{case}.nii.gz", ref, values.astype(np.uint8))
+    ggo_only = np.where(infection == 2, 0, infection)  # lungseg's own convention: a lone 1 is GGO
+    write_labelmap(pred_dir / "ggo_infection.nii.gz", ref, ggo_only)
+    write_labelmap(ref_dir / "ggo_infection.nii.gz", ref, ggo_only)
+    result = evaluate_folders(pred_dir, ref_dir, task="infection", progress=False)
+    for case in ("zero_one", "zero_255"):
+        assert [(r["label"], r["dice"]) for r in result.rows if r["case"] == case] == [("1+2", 1.0)]
+    assert {r["label"] for r in result.rows if r["case"] == "ggo"} == {"1", "2", "1+2"}
+    assert result.summary["binary_reference_cases"] == ["zero_255", "zero_one"]
+    assert any("binary references" in note for note in result.summary["notes"])
+
+    write_labelmap(pred_dir / "lung_lungs.nii.gz", ref, lungs)
+    write_labelmap(ref_dir / "lung.nii.gz", ref, (lungs > 0).astype(np.uint8))  # a binary lung mask
+    result = evaluate_folders(pred_dir, ref_dir, task="lungs", progress=False)
+    assert [(r["label"], r["dice"]) for r in result.rows if r["case"] == "lung"] == [("1+2", 1.0)]
+
+
+def test_lung_reference_numbering_the_left_lung_1_gets_a_warning_and_the_union_only(tmp_path):
+    """COVID-19-CT-Seg / nnU-Net lung masks (1 left, 2 right) scored Right and Left lung 0.000 without a word."""
+    from lungseg_core.evaluation.evaluate import SWAPPED_SIDES_WARNING
+
+    pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
+    ref = reference_volume()
+    lungs, _ = phantom_labels()
+    for case, reference in (("swapped", np.where(lungs > 0, 3 - lungs, 0)), ("ours", lungs)):
+        write_labelmap(pred_dir / f"{case}_lungs.nii.gz", ref, lungs)
+        write_labelmap(ref_dir / f"{case}.nii.gz", ref, reference.astype(np.uint8))
+    result = evaluate_folders(pred_dir, ref_dir, task="lungs", progress=False)
+    assert [(r["label"], r["dice"]) for r in result.rows if r["case"] == "swapped"] == [("1+2", 1.0)]
+    assert {r["label"] for r in result.rows if r["case"] == "ours"} == {"1", "2", "1+2"}
+    assert result.warnings == [{"case": "swapped", "task": "lungs", "warning": SWAPPED_SIDES_WARNING}]
+    assert json.loads(result.summary_json.read_text())["warnings"] == result.warnings
+    assert "swap values 1 and 2" in SWAPPED_SIDES_WARNING
+
+
 def test_nothing_matching_is_a_clear_input_error(tmp_path):
     pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
     write_labelmap(pred_dir / "alpha_lungs.nii.gz", reference_volume(), phantom_labels()[0])

@@ -157,3 +157,34 @@ def test_truncated_uncompressed_nifti(tmp_path, phantom):
     with pytest.raises(InputError, match="corrupt, truncated"):
         read_volume(tmp_path / "cut.nii")
     assert read_volume(whole).shape == phantom.ct.shape
+
+
+def test_labelmap_values_no_uint8_can_hold_are_refused_not_wrapped(tmp_path, phantom):
+    """A CT given as a mask (HU -1000..) must not turn into 'labels' through a uint8 cast."""
+    import SimpleITK as sitk
+
+    sitk.WriteImage(phantom.ct.to_sitk(), str(tmp_path / "ct_as_mask.nii.gz"))
+    with pytest.raises(InputError, match="holds values -?[0-9]+..[0-9]+, which are not label values .0..255.") as info:
+        read_labelmap(tmp_path / "ct_as_mask.nii.gz")
+    assert "not the CT" in str(info.value)
+
+
+def test_binary_0_255_volume_mask_reads_as_0_1(tmp_path, phantom):
+    write_labelmap(tmp_path / "m.nii.gz", phantom.ct, (phantom.lungs > 0).astype(np.uint8) * 255)
+    labels = read_labelmap(tmp_path / "m.nii.gz", "infection").array
+    np.testing.assert_array_equal(labels, (phantom.lungs > 0).astype(np.uint8))
+
+
+def test_grey_png_masks_are_read_by_the_values_present(tmp_path):
+    """0..3 are label indices (a cv2/PIL export of MedSeg masks), 0/255 is binary, anything else is refused."""
+    from PIL import Image
+
+    indices = np.zeros((20, 30), np.uint8)
+    indices[2:5, 2:5], indices[6:9, 6:9], indices[10:12, 10:12] = 1, 2, 3
+    Image.fromarray(indices, mode="L").save(tmp_path / "indices.png")
+    np.testing.assert_array_equal(read_labelmap(tmp_path / "indices.png", "infection").array[0], indices)
+    Image.fromarray((indices > 0).astype(np.uint8) * 255, mode="L").save(tmp_path / "binary.png")
+    np.testing.assert_array_equal(read_labelmap(tmp_path / "binary.png").array[0], indices > 0)
+    Image.fromarray(indices * 60, mode="L").save(tmp_path / "grey.png")
+    with pytest.raises(InputError, match="Mask 'grey.png' holds grey values 0, 60, 120, 180: neither"):
+        read_labelmap(tmp_path / "grey.png")

@@ -173,3 +173,48 @@ def test_combine_with_classical_needs_a_one_class_lung_model():
     with pytest.raises(InputError, match="combine_with_classical"):
         TrainConfig.from_dict({**base, "task": "infection", "num_classes": 3})
     assert TrainConfig.from_dict({**base, "task": "lungs", "num_classes": 2}).combine_with_classical
+
+
+def _slice_folder(root, phantom, masks: dict[str, np.ndarray], z: int = 4):
+    """A folders-layout source of one 2D slice image (display 0-255, like COVID-SemiSeg) and its masks."""
+    from PIL import Image
+
+    for folder in ("images", *masks):
+        (root / folder).mkdir(parents=True)
+    Image.fromarray(np.clip((phantom.ct.array[z] + 1350) / 1500 * 255, 0, 255).astype(np.uint8)).save(root / "images" / "s.png")
+    for folder, mask in masks.items():
+        Image.fromarray((mask[z] > 0).astype(np.uint8) * 255).save(root / folder / "s.png")
+
+
+def test_crop_to_lungs_is_refused_for_a_source_without_lung_labels(tmp_path):
+    phantom = make_chest_phantom(shape=(8, 48, 48), seed=0)
+    _slice_folder(tmp_path / "no_lungs", phantom, {"infection": phantom.infection})
+    _slice_folder(tmp_path / "with_lungs", phantom, {"infection": phantom.infection, "lungs": phantom.lungs})
+
+    def config(root):
+        return TrainConfig.from_dict({
+            "name": "t", "task": "infection", "architecture": "unet", "num_classes": 2, "crop_to_lungs": True,
+            "data": [{"root": str(root), "layout": "folders", "role": "train"}], "slice_spec": {"size": 32, "context": 0}})
+
+    with pytest.raises(InputError, match="crop_to_lungs is set for data.0., but its case 's' has no lung labels"):
+        build_training_data(config(tmp_path / "no_lungs"))
+    messages = []
+    assert len(build_training_data(config(tmp_path / "with_lungs"), messages.append).train) == 1
+    assert "data[0]: lung masks from lungs/ (for crop_to_lungs)" in messages  # the reader's choices are said
+
+
+def test_a_lesion_host_not_in_hu_is_skipped_with_a_note(tmp_path):
+    phantom = make_chest_phantom(shape=(8, 48, 48), seed=0)
+    _slice_folder(tmp_path, phantom, {"lungs": phantom.lungs})  # 0-255 slice: no HU to insert lesions into
+    config = TrainConfig.from_dict({
+        "name": "t", "task": "infection", "architecture": "unet", "num_classes": 3, "val_fraction": 0,
+        "data": [{"layout": "phantom", "labels": "lungs", "role": "train", "options": {"cases": 1, "shape": [8, 32, 32]}},
+                 {"root": str(tmp_path), "layout": "folders", "labels": "lungs", "role": "train"}],
+        "slice_spec": {"size": 32, "context": 0},
+        "synthetic_lesions": {"copies": 1, "count": [2, 2], "diameter_mm": [20, 30]},
+    })
+    messages = []
+    data = build_training_data(config, messages.append)
+    assert data.train_cases == ["phantom_000+lesions0"]
+    note = "1 case(s) with display intensities (0-255), not HU, skipped as lesion hosts: synthetic lesions need HU (s)"
+    assert note in messages and note in data.notes

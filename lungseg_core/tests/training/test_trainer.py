@@ -113,8 +113,56 @@ def test_run_folder_protection(tmp_path):
     with pytest.raises(InputError, match="already holds a training run"):
         train(config, tmp_path / "run", log=None)
     changed = tiny(UNET, num_classes=2)
-    with pytest.raises(InputError, match="num_classes differs"):
+    with pytest.raises(InputError, match="num_classes 3 → 2"):
         train(changed, tmp_path / "run", resume=True, epochs=2, log=None)
+
+
+def test_resume_refuses_another_config_naming_the_keys_and_allows_more_epochs(tmp_path):
+    """A resume continues the checkpoint's weights, best epoch and split: with other data, name or seed it would
+    mix two runs in one model package, so only epochs (and crossval's NOT_COMPARED keys) may change."""
+    run = tmp_path / "run"
+    train(tiny(UNET), run, log=None)
+    saved = (run / "config.json").read_text()
+    other_data = [{"layout": "phantom", "options": {"cases": 3, "shape": [8, 48, 48]}}]
+    other = tiny(UNET, name="other", seed=1, data=other_data)
+    with pytest.raises(InputError, match=r'name "seed5-unet-lungs" → "other", data\.0\.options\.cases 2 → 3, seed 0 → 1'):
+        train(other, run, resume=True, epochs=2, log=None)
+    assert (run / "config.json").read_text() == saved and not (run / "model" / "other.json").exists()
+    continued = train(tiny(UNET, num_workers=1, description="continued"), run, resume=True, epochs=2, log=None)
+    assert continued.epochs_run == 2
+
+
+def _interrupt_in_epoch(monkeypatch, epoch: int) -> None:
+    """Ctrl-C (or the Slicer panel's Stop, a SIGINT) arriving while epoch ``epoch`` trains."""
+    import lungseg_core.training.trainer as trainer
+
+    real, calls = trainer.train_one_epoch, []
+
+    def train_one_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)
+
+
+def test_an_interrupted_run_packages_its_best_epoch_and_resumes(tmp_path, monkeypatch):
+    _interrupt_in_epoch(monkeypatch, 2)
+    result = train(tiny(UNET, epochs=3), tmp_path / "run", log=None)
+    assert result.interrupted and result.epochs_run == 1
+    card = json.loads(result.package.read_text())
+    assert card["training"]["best_epoch"] == 1 and (result.package.parent / card["weights_file"]).exists()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["interrupted"] is True
+    monkeypatch.undo()
+    resumed = train(tiny(UNET, epochs=3), tmp_path / "run", resume=True, log=None)
+    assert not resumed.interrupted and resumed.epochs_run == 3
+
+
+def test_an_interrupt_before_the_first_epoch_ends_leaves_no_package(tmp_path, monkeypatch):
+    _interrupt_in_epoch(monkeypatch, 1)
+    result = train(tiny(UNET, epochs=2), tmp_path / "run", log=None)
+    assert result.interrupted and result.package is None and result.epochs_run == 0
 
 
 def test_early_stopping_stops_after_patience(tmp_path):
