@@ -31,6 +31,9 @@ from slicer.util import VTKObservationMixin
 from LungSegAILib import catalog, dependencies, nodes, results, training, worker
 
 POLL_MS = 100
+# Stop in the training panel interrupts `lungseg train`, which then packages its best epoch (seconds); a
+# child still running after this long is terminated
+TRAINING_STOP_GRACE_S = 120
 
 #
 # LungSegAI
@@ -278,9 +281,10 @@ class LungSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Failed to start segmentation.", waitCursor=True):
             self.logic.setupPythonRequirements(p.modelId)
             request = dict(volumeNode=p.inputVolume, task=p.task.value, modelId=p.modelId,
-                           checkpoint=str(p.checkpointPath), device=p.device.value, show3D=p.show3D)
-            self._segmentationRequest = request
-            self._segmentationTask = self.logic.startSegmentation(**{k: v for k, v in request.items() if k != "show3D"})
+                           checkpoint=str(p.checkpointPath), device=p.device.value)
+            # import options, used when the result comes back: the output selector is honoured then
+            self._segmentationRequest = dict(request, show3D=p.show3D, outputNode=p.outputSegmentation)
+            self._segmentationTask = self.logic.startSegmentation(**request)
             self.addLog(f"Segmenting '{p.inputVolume.GetName()}' ({p.task.label()}, model {p.modelId}) ...")
             self.ui.progressBar.value = 0
             self.ui.progressBar.show()
@@ -302,7 +306,7 @@ class LungSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 request = self._segmentationRequest
                 with slicer.util.tryWithErrorDisplay("Failed to import the result.", waitCursor=True):
                     imported = self.logic.importResult(request["volumeNode"], task.result, request["task"],
-                                                       show3D=request["show3D"])
+                                                       show3D=request["show3D"], outputNode=request["outputNode"])
                     self._parameterNode.outputSegmentation = imported.segmentation
                     self.ui.resultsTableView.setMRMLTableNode(imported.table)
                     seconds = time.monotonic() - task.started_at
@@ -310,10 +314,11 @@ class LungSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         f"{name} {value:.0f} mL" for name, value in imported.volumes_ml.items()))
                     if request["show3D"]:
                         self.logic.showResult(request["volumeNode"], imported.segmentation)
-            elif event.kind in ("failed", "cancelled"):
-                self.addLog(f"Segmentation {event.kind}: {event.message}")
-                if event.kind == "failed":
-                    slicer.util.errorDisplay(f"Segmentation failed: {event.message}")
+            elif event.kind == "cancelled":
+                self.addLog("Segmentation cancelled.")  # the event's own text says "cancelled" once more
+            elif event.kind == "failed":
+                self.addLog(f"Segmentation failed: {event.message}")
+                slicer.util.errorDisplay(f"Segmentation failed: {event.message}")
         if not task.running:
             self.ui.progressBar.hide()
             self._segmentationTask = None
@@ -322,12 +327,19 @@ class LungSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- training -----------------------------------------------------------------------------------------
     def onTrainButton(self) -> None:
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Failed to start training.", waitCursor=True):
+        run = (self.logic.recipes()[p.recipe], p.datasetFolder, p.epochs, p.trainingOutputFolder, p.architecture)
+        with slicer.util.tryWithErrorDisplay("Failed to start training."):
             self.logic.setupPythonRequirements("default")
+            resume = self.logic.canResumeTraining(*run)
+            if resume and not slicer.util.confirmYesNoDisplay(
+                    f"'{p.trainingOutputFolder}' holds a training run of these settings (stopped or finished).\n\n"
+                    f"Resume it, up to {p.epochs} epoch(s) in all? To start afresh, choose another output folder.",
+                    "LungSegAI"):
+                return
             self._trainingCurve = []
-            self._trainingTask = self.logic.startTraining(
-                self.logic.recipes()[p.recipe], p.datasetFolder, p.epochs, p.trainingOutputFolder, p.architecture)
-            self.addLog(f"Training '{p.recipe}' for {p.epochs} epoch(s) into {p.trainingOutputFolder} ...")
+            self._trainingTask = self.logic.startTraining(*run, resume=resume)
+            self.addLog(f"{'Resuming' if resume else 'Training'} '{p.recipe}' for {p.epochs} epoch(s) in all, "
+                        f"in {p.trainingOutputFolder} ...")
             self.ui.trainingProgressBar.value = 0
             self.ui.trainingProgressBar.show()
             self._timer.start()
@@ -336,12 +348,16 @@ class LungSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onStopTrainingButton(self) -> None:
         if self._trainingTask is not None:
             self._trainingTask.cancel()
+            self.addLog("Stopping training: the best epoch so far is packaged as the model ...")
 
     def _handleTrainingEvents(self) -> None:
         task = self._trainingTask
         for event in task.poll():
             if event.message and event.kind in ("log", "progress"):
                 self.addLog(event.message)
+                warning = training.training_warning(event.message)
+                if warning:
+                    self.addLog(warning)
             if event.fraction is not None:
                 self.ui.trainingProgressBar.value = int(100 * event.fraction)
             if event.metrics:
@@ -349,15 +365,21 @@ class LungSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._updateTrainingCurve(event.metrics)
             if event.kind in ("done", "failed", "cancelled"):
                 self.addLog(f"Training {event.kind}: {event.message}")
-                if event.kind == "done":
-                    package = self.logic.trainedModelCard(self._parameterNode.trainingOutputFolder)
-                    if package:
-                        self._parameterNode.checkpointPath = package
-                        self.addLog(f"Model package: {package} (selected as 'My trained model' file)")
+                if event.kind != "failed":  # a stopped run is packaged too
+                    self._selectTrainedModel()
         if not task.running:
             self.ui.trainingProgressBar.hide()
             self._trainingTask = None
             self._checkCanApply()
+
+    def _selectTrainedModel(self) -> None:
+        """The run's model package becomes the 'My trained model' file."""
+        package = self.logic.trainedModelCard(self._parameterNode.trainingOutputFolder)
+        if package:
+            self._parameterNode.checkpointPath = package
+            self.addLog(f"Model package: {package} (selected as 'My trained model' file)")
+        else:
+            self.addLog("No model package: training stopped before its first epoch ended")
 
     def _updateTrainingCurve(self, metrics: dict) -> None:
         """Live loss/Dice plot: one row per reported epoch, shown in a plot view."""
@@ -456,10 +478,9 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         return [m.id for m in self.models]
 
     def resolveModels(self, modelId: str, checkpoint: Optional[str] = None) -> tuple[str, str]:
-        """(lung_model, infection_model) for a model id of models.json, a checkpoint, or a NAME.json path."""
-        if modelId not in self.modelIds() and Path(modelId).suffix in (".json", ".safetensors", ".pt", ".pth"):
-            return catalog.resolve_models(catalog.find_choice(self.models, "checkpoint"), modelId)
-        return catalog.resolve_models(catalog.find_choice(self.models, modelId), checkpoint or None)
+        """(lung_model, infection_model) for a model id of models.json (with its checkpoint), a NAME.json path, or
+        a shipped network name as `lungseg segment --model` takes it (batch --model lungsegai-infection)."""
+        return catalog.resolve_selection(self.models, modelId, checkpoint)
 
     def setupPythonRequirements(self, modelId: str = "default", askConfirmation: bool = True) -> None:
         """Install what is missing: packages via pip, torch via the PyTorch extension (only if a network runs)."""
@@ -501,20 +522,25 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
 
     # --- segmentation -------------------------------------------------------------------------------------
     def startSegmentation(self, volumeNode, task: str = "all", modelId: str = "default",
-                          checkpoint: Optional[str] = None, device: str = "auto") -> worker.ThreadTask:
-        """Copy the volume (main thread), then segment it in a background thread; poll the task for events."""
+                          checkpoint: Optional[str] = None, device: str = "auto",
+                          intensity: str = "auto") -> worker.ThreadTask:
+        """Copy the volume (main thread), then segment it in a background thread; poll the task for events.
+        ``intensity`` is `lungseg segment --intensity`: auto (HU, or an 8-bit PNG/JPG slice), display or raw."""
         lungModel, infectionModel = self.resolveModels(modelId, checkpoint)
         volume = nodes.node_to_volume(volumeNode)
 
         def run(progress, cancel):
-            return results.run_segmentation(volume, task, lungModel, infectionModel, device, progress, cancel)
+            return results.run_segmentation(volume, task, lungModel, infectionModel, device, progress, cancel,
+                                            intensity)
 
         return worker.ThreadTask(run, name="segmentation").start()
 
-    def importResult(self, volumeNode, result, task: str = "all", show3D: bool = True) -> results.ImportedResult:
-        """Segmentation node + measurement table (Segment Statistics volumes); replaces an earlier result."""
+    def importResult(self, volumeNode, result, task: str = "all", show3D: bool = True,
+                     outputNode=None) -> results.ImportedResult:
+        """Segmentation node + measurement table (Segment Statistics volumes) in ``outputNode`` or the volume's
+        earlier result, unless that would overwrite someone's edits (then a new node; see the log)."""
         return results.import_result(slicer.mrmlScene, volumeNode, result, task, show_3d=show3D,
-                                     volumes_ml=self.segmentStatisticsVolumes)
+                                     volumes_ml=self.segmentStatisticsVolumes, output_node=outputNode, log=self.log)
 
     def segmentStatisticsVolumes(self, segmentationNode, volumeNode) -> dict[str, float]:
         """Each segment's volume in mL from Slicer's Segment Statistics (labelmap plugin)."""
@@ -538,11 +564,13 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         }
 
     def segmentNode(self, volumeNode, task: str = "all", modelId: str = "default", checkpoint: Optional[str] = None,
-                    device: str = "auto", show3D: bool = True, progress=None):
+                    device: str = "auto", show3D: bool = True, progress=None, intensity: str = "auto",
+                    outputNode=None):
         """Synchronous segmentation (console, batch, tests): returns (result, ImportedResult, Volume)."""
         lungModel, infectionModel = self.resolveModels(modelId, checkpoint)
         return results.segment_node(slicer.mrmlScene, volumeNode, task, lungModel, infectionModel, device,
-                                    progress=progress, show_3d=show3D, volumes_ml=self.segmentStatisticsVolumes)
+                                    progress=progress, show_3d=show3D, volumes_ml=self.segmentStatisticsVolumes,
+                                    intensity=intensity, output_node=outputNode, log=self.log)
 
     def showResult(self, volumeNode, segmentationNode) -> None:
         slicer.util.setSliceViewerLayers(background=volumeNode, fit=True)
@@ -558,6 +586,9 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         if not path.exists():
             raise FileNotFoundError(f"Input '{path}' does not exist")
         if path.is_file():
+            from lungseg_core.io.readers import check_complete
+
+            check_complete(path)  # Slicer's reader zero-fills a truncated file without an error; lungseg's does not
             return slicer.util.loadVolume(str(path), {"singleFile": True, "show": False})
         from DICOMLib import DICOMUtils
 
@@ -573,6 +604,17 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         # several series: the one with the most slices is the diagnostic CT (scouts have one or few)
         return max(volumes, key=lambda v: v.GetImageData().GetDimensions()[2])
 
+    def _readCase(self, path: Path):
+        """loadCase, with a reader's failure (Slicer raises RuntimeError "Failed to load volume") reported as the
+        input's fault, as `lungseg segment` reports it, not as an internal error with a traceback."""
+        from lungseg_core.errors import InputError
+
+        try:
+            return self.loadCase(path)
+        except (RuntimeError, OSError, ValueError) as exc:  # a LungSegError passes: it is a user message already
+            raise InputError(f"Cannot read '{path.name}': {exc}",
+                             "check that it is a CT image file or a DICOM series folder") from None
+
     def segmentFileToFolder(self, inputPath, outDir, task: str = "all", model: str = "default",
                             device: str = "auto", overwrite: bool = False, caseName: str = ""
                             ) -> dict[str, Path]:
@@ -581,11 +623,9 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         started = time.perf_counter()
         before = {slicer.mrmlScene.GetNthNode(i).GetID() for i in range(slicer.mrmlScene.GetNumberOfNodes())}
         try:
-            volumeNode = self.loadCase(Path(inputPath))
+            volumeNode = self._readCase(Path(inputPath))
             readSeconds = time.perf_counter() - started
-            checkpoint = model if model not in self.modelIds() else None
-            modelId = model if model in self.modelIds() else "checkpoint"
-            result, imported, volume = self.segmentNode(volumeNode, task, modelId, checkpoint, device, show3D=False)
+            result, imported, volume = self.segmentNode(volumeNode, task, model, None, device, show3D=False)
             from lungseg_core.io.readers import case_name
 
             volume.metadata["source"] = str(inputPath)
@@ -614,15 +654,39 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def startTraining(self, recipe, datasetFolder, epochs: int, outputFolder, architecture: str = ""
-                      ) -> worker.ProcessTask:
+    def trainingConfig(self, recipe, datasetFolder, epochs: int, outputFolder, architecture: str = "") -> dict:
+        """The run the panel trains: the recipe on the user's folder, its model named after the output folder,
+        validated on held-out patients when the folder has enough (see LungSegAILib.training)."""
+        config = training.training_config(recipe, datasetFolder, epochs, architecture or None, run_dir=outputFolder)
+        return training.with_validation_split(config, training.count_patients(datasetFolder, config["task"]))
+
+    def canResumeTraining(self, recipe, datasetFolder, epochs: int, outputFolder, architecture: str = "") -> bool:
+        """Whether the output folder holds a run of these settings (stopped or finished) that Train can resume;
+        ValueError when it holds a run of other settings."""
+        config = self.trainingConfig(recipe, datasetFolder, epochs, outputFolder, architecture)
+        return training.run_to_resume(outputFolder, config)
+
+    def startTraining(self, recipe, datasetFolder, epochs: int, outputFolder, architecture: str = "",
+                      resume: bool = False) -> worker.ProcessTask:
+        """`lungseg train` in a child process; Stop (cancel) interrupts it so it packages its best epoch.
+        A folder holding a run is checked before anything is written to it: with ``resume`` a run of these
+        settings continues up to ``epochs`` from its own config.json; without, it is refused (ValueError)."""
         outputFolder = Path(outputFolder)
-        outputFolder.mkdir(parents=True, exist_ok=True)
-        config = training.training_config(recipe, datasetFolder, epochs, architecture or None)
+        config = self.trainingConfig(recipe, datasetFolder, epochs, outputFolder, architecture)
+        existing = training.run_to_resume(outputFolder, config)
+        if existing and not resume:
+            raise ValueError(f"'{outputFolder}' already holds a training run of these settings: resume it, or "
+                             "choose another output folder")
+        if resume and not existing:
+            raise ValueError(f"Nothing to resume in '{outputFolder}': train without resuming")
         configPath = outputFolder / "config.json"
-        configPath.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        command = training.train_command(configPath, outputFolder, python=self.pythonExecutable())
-        return worker.ProcessTask(command, name="training", env=self._childEnvironment()).start()
+        if not existing:
+            outputFolder.mkdir(parents=True, exist_ok=True)
+            configPath.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        command = training.train_command(configPath, outputFolder, python=self.pythonExecutable(), resume=existing,
+                                         epochs=epochs if existing else None)
+        return worker.ProcessTask(command, name="training", env=self._childEnvironment(),
+                                  interrupt_grace_s=TRAINING_STOP_GRACE_S).start()
 
     def trainedModelCard(self, outputFolder) -> Optional[str]:
         cards = [p for p in Path(outputFolder).rglob("*.json")
@@ -632,23 +696,29 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
 
     def startEvaluation(self, imagesFolder, labelsFolder, outputFolder, task: str, modelId: str,
                         checkpoint: Optional[str], device: str = "auto") -> worker.ProcessTask:
+        """`lungseg segment` the labelled images, then `lungseg evaluate` them, on the task the selected model is
+        for (catalog.evaluation_task). Labels whose values cannot be that task's are refused before anything runs."""
+        from lungseg_core.evaluation import check_reference_folder
+
         lungModel, infectionModel = self.resolveModels(modelId, checkpoint)
-        evalTask = "lungs" if task == "all" else task
+        evalTask = catalog.evaluation_task(self.models, task, modelId, checkpoint)
+        check_reference_folder(labelsFolder, evalTask)
+        self.log(f"Evaluating task '{evalTask}' (lung model {lungModel}, infection model {infectionModel})")
         commands = training.evaluation_commands(imagesFolder, labelsFolder, outputFolder, evalTask, lungModel,
                                                 infectionModel, device, python=self.pythonExecutable())
         return worker.ProcessTask(commands, name="evaluation", env=self._childEnvironment()).start()
 
     def loadEvaluationResults(self, outputFolder):
-        """(table node of per-case metrics, summary plot PNG path) from an evaluation folder."""
-        folder = Path(outputFolder) / "evaluation"
-        csvPath = training.find_outputs(folder, ["*per_case*.csv", "*metrics*.csv", "*.csv"])
-        plotPath = training.find_outputs(folder, ["*summary*.png", "*.png"])
+        """(table node of per-case metrics, box plot PNG path or None) from the files `lungseg evaluate` wrote."""
+        from lungseg_core.evaluation import BOXPLOT_PNG, METRICS_CSV
+
+        folder = training.evaluation_dir(outputFolder)
         table = None
-        if csvPath is not None:
-            rows = training.read_metrics_csv(csvPath)
+        if (folder / METRICS_CSV).is_file():
+            rows = training.read_metrics_csv(folder / METRICS_CSV)
             existing = slicer.mrmlScene.GetFirstNodeByName("LungSegAI evaluation metrics")
             table = nodes.rows_to_table(slicer.mrmlScene, rows, "LungSegAI evaluation metrics", node=existing)
-        return table, plotPath
+        return table, (folder / BOXPLOT_PNG if (folder / BOXPLOT_PNG).is_file() else None)
 
 
 #

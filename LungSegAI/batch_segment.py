@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--task", choices=TASKS, default="all", help="what to segment (default: all)")
     parser.add_argument("--model", default="default",
-                        help="model id from Resources/models.json (default, threshold) or a NAME.json checkpoint")
+                        help="model id from Resources/models.json (default, threshold, ...), a shipped network name "
+                             "from `lungseg models` (e.g. lungsegai-infection) or a NAME.json model file")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where networks run (default: auto = GPU when present)")
     parser.add_argument("--overwrite", action="store_true",
@@ -107,6 +108,16 @@ def _segment_one(logic: CaseLogic, case, out_dir: Path, args: argparse.Namespace
     return guarded_outcome(case, work)
 
 
+def check_model(model: str, task: str) -> None:
+    """Refuse an unknown model, or one whose weights are missing or altered, before any case is read, as
+    ``lungseg segment`` does; otherwise every case of the batch would load and then fail in turn."""
+    _put_module_on_path()
+    from LungSegAILib import catalog
+    from lungseg_core.cli.segment import check_models
+
+    check_models(*catalog.resolve_selection(catalog.load_catalog(), model), task)
+
+
 def main(argv: Sequence[str] | None = None, logic: CaseLogic | None = None,
          log: Callable[[str], None] = print) -> int:
     parser = build_parser()
@@ -114,17 +125,31 @@ def main(argv: Sequence[str] | None = None, logic: CaseLogic | None = None,
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad arguments; keep that as our status
         return int(exc.code or 0)
+    from lungseg_core.errors import LungSegError
+
+    try:
+        check_model(args.model, args.task)
+    except (LungSegError, ValueError, OSError) as exc:  # a bad --model is a bad argument: status 2, like argparse
+        log(f"batch_segment: error: {exc}")
+        return 2
     if logic is None:
         logic = _slicer_logic()
     return run_batch(args, logic, log)
 
 
 def _slicer_logic() -> CaseLogic:
-    """The module's Logic; batch_segment.py sits beside LungSegAI.py, which Slicer has on its path."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    """The module's Logic (needs Slicer)."""
+    _put_module_on_path()
     import LungSegAI  # noqa: WPS433 - needs Slicer
 
     return LungSegAI.LungSegAILogic()
+
+
+def _put_module_on_path() -> None:
+    """batch_segment.py sits beside LungSegAI.py and LungSegAILib, which Slicer may not have on its path yet."""
+    folder = str(Path(__file__).resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
 
 
 def _script_arguments() -> list[str]:

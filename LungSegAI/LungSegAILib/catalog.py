@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MODELS_JSON = Path(__file__).resolve().parents[1] / "Resources" / "models.json"
+MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".pt", ".pth")
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,36 @@ def resolve_models(choice: ModelChoice, checkpoint: str | Path | None = None) ->
     if checkpoint_task(checkpoint) == "lungs":
         return str(checkpoint), choice.infection_model
     return choice.lung_model, str(checkpoint)
+
+
+def resolve_selection(choices: list[ModelChoice], model: str, checkpoint: str | Path | None = None
+                      ) -> tuple[str, str]:
+    """(lung_model, infection_model) for a catalog id (with the file of 'My trained model'), a model file path,
+    or, as ``lungseg segment --model`` takes it, a shipped network name (``batch_segment.py --model``)."""
+    if model in {choice.id for choice in choices}:
+        return resolve_models(find_choice(choices, model), checkpoint or None)
+    if Path(model).suffix in MODEL_FILE_SUFFIXES:
+        return resolve_models(find_choice(choices, "checkpoint"), model)
+    from lungseg_core.cli.segment import models_for_tasks  # lazy: the catalog loads before lungseg_core can
+
+    return models_for_tasks(model, None, None)
+
+
+def evaluation_task(choices: list[ModelChoice], task: str, model: str, checkpoint: str | Path | None = None) -> str:
+    """The task the Evaluate panel scores. A user's model file is scored on its own task (its card's): with
+    'all' the other task would score a shipped model in its place. Anything else on the task chosen ('all':
+    both, as ``lungseg evaluate --task all``)."""
+    own_file = _user_model_file(choices, model, checkpoint)
+    if own_file is None:
+        return task
+    own_task = checkpoint_task(own_file)
+    if task not in ("all", own_task):
+        raise ValueError(f"The selected model '{Path(own_file).name}' segments {own_task}, not {task}: choose "
+                         f"the task '{own_task}' (or both) to evaluate it")
+    return own_task
+
+
+def _user_model_file(choices: list[ModelChoice], model: str, checkpoint: str | Path | None) -> str | None:
+    if model in {choice.id for choice in choices}:
+        return str(checkpoint) if checkpoint and find_choice(choices, model).user_file else None
+    return model if Path(model).suffix in MODEL_FILE_SUFFIXES else None

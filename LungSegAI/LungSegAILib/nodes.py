@@ -10,6 +10,7 @@ through :data:`LPS_TO_RAS` so that a voxel keeps its physical position in both d
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -19,15 +20,25 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from lungseg_core.errors import InputError
+from lungseg_core.io.readers import is_image_file
 from lungseg_core.io.volume import Volume
-from lungseg_core.labels import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG, SegmentSpec, segments_for
+from lungseg_core.labels import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG, SEGMENTS, SegmentSpec, segments_for
 
 # diag(-1, -1, 1): maps LPS to RAS and back (it is its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
-# Attribute that ties a result node to the volume it was computed from, so a re-run replaces it.
-SOURCE_ATTRIBUTE = "LungSegAI.SourceVolumeID"
+# Node reference from a result to the volume it was computed from, and from a table to its segmentation.
+# References, not attributes holding node IDs: Slicer remaps references when a scene is imported and IDs change.
+SOURCE_ROLE = "LungSegAISource"
+SEGMENTATION_ROLE = "LungSegAISegmentation"
 ROLE_ATTRIBUTE = "LungSegAI.Role"
+# Digest of a segmentation as LungSegAI wrote it; a re-run only replaces a node whose content still matches.
+FINGERPRINT_ATTRIBUTE = "LungSegAI.Fingerprint"
+# Before node references, results named their volume's ID in this attribute. It is neither written nor trusted
+# any more: after a scene import it can name another patient's CT, and such results carry no fingerprint, so
+# whether they were edited is unknown. A re-run therefore leaves them as they are and writes a new node.
+SOURCE_ATTRIBUTE = "LungSegAI.SourceVolumeID"
 
 BINARY_LABELMAP = "Binary labelmap"
 CLOSED_SURFACE = "Closed surface"
@@ -85,37 +96,66 @@ def volume_to_node(
     return node
 
 
-def node_to_volume(node: slicer.vtkMRMLScalarVolumeNode, intensity: str = "hu") -> Volume:
-    """A lungseg Volume (LPS geometry, (z, y, x) array copy) from a scalar volume node.
+def node_to_volume(node: slicer.vtkMRMLScalarVolumeNode) -> Volume:
+    """A lungseg Volume (LPS geometry, (z, y, x) array copy) of a scalar volume node, in the node's own frame.
 
-    A parent transform is hardened into the geometry (only linear transforms are supported), because the
-    model must see the image where the user sees it.
+    A parent transform is left out on purpose, as Slicer's segmentation modules do: the result is written on
+    this voxel grid and placed under the same transform, so it moves with the image wherever a registration or
+    a display fix puts it. Right and left are decided by the image's own geometry, the patient's right as the
+    scanner recorded it; a transform (even a rotation or a mirroring) moves the image and its labels together.
+
+    Spacing, origin and directions are the node's stored values, not ones derived from its IJK-to-RAS matrix,
+    and :class:`Volume` rounds away float noise in the spacing, so Slicer and ``lungseg segment`` see the same
+    numbers for the same file; the values are marked as lungseg's reader marks them
+    (:func:`_reads_as_display_slice`), so the pipeline's ``intensity="auto"`` treats both alike.
     """
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise InputError(f"'{node.GetName()}' is a label map (segment labels), not a CT",
+                         "choose the CT volume as input; a label map can be turned into a segmentation in the "
+                         "Data module (right-click it: Convert labelmap to segmentation node)")
     image = node.GetImageData()
     if image is None or image.GetPointData().GetScalars() is None:
         raise ValueError(f"Volume '{node.GetName()}' has no image data")
     if image.GetNumberOfScalarComponents() != 1:
         raise ValueError(f"Volume '{node.GetName()}' has {image.GetNumberOfScalarComponents()} components; "
                          "a single-channel CT is needed")
-    matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
-    ijk_to_ras_array = numpy_matrix(matrix)
-    transform_node = node.GetParentTransformNode()
-    if transform_node is not None:
-        if not transform_node.IsTransformToWorldLinear():
-            raise ValueError(f"Volume '{node.GetName()}' is under a non-linear transform; harden it first")
-        to_world = vtk.vtkMatrix4x4()
-        transform_node.GetMatrixTransformToWorld(to_world)
-        ijk_to_ras_array = numpy_matrix(to_world) @ ijk_to_ras_array
-    ijk_to_lps = LPS_TO_RAS @ ijk_to_ras_array
-    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-    direction = ijk_to_lps[:3, :3] / spacing
     nx, ny, nz = image.GetDimensions()
     array = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(nz, ny, nx).copy()
-    return Volume(
-        array, tuple(spacing), tuple(ijk_to_lps[:3, 3]), direction,
-        intensity=intensity, is_2d=nz == 1, name=node.GetName(),
+    directions = vtk.vtkMatrix4x4()
+    node.GetIJKToRASDirectionMatrix(directions)
+    volume = Volume(
+        array, node.GetSpacing(), tuple(LPS_TO_RAS[:3, :3] @ node.GetOrigin()),
+        LPS_TO_RAS[:3, :3] @ numpy_matrix(directions)[:3, :3], is_2d=nz == 1, name=node.GetName(),
     )
+    if _reads_as_display_slice(node, array):
+        volume.intensity = "display"
+        if _pixel_spacing_unknown(node, volume):
+            volume.metadata["spacing_known"] = False  # as lungseg's reader marks a PNG/JPG
+    return volume
+
+
+def _source_file(node) -> str:
+    storage = node.GetStorageNode()
+    return (storage.GetFileName() or "") if storage else ""
+
+
+def _source_is_image_file(node) -> bool:
+    return bool(_source_file(node)) and is_image_file(Path(_source_file(node)))
+
+
+def _pixel_spacing_unknown(node, volume: Volume) -> bool:
+    """A PNG/JPG has no pixel spacing (1 mm is assumed); nor has an image put into Slicer from an array without
+    a file (e.g. slicer.util.addVolumeFromArray), recognisable by Slicer's default 1 mm spacing."""
+    return _source_is_image_file(node) or (not _source_file(node) and volume.spacing == (1.0, 1.0, 1.0))
+
+
+def _reads_as_display_slice(node, array: np.ndarray) -> bool:
+    """True where ``lungseg segment`` (intensity auto) reads 8-bit display values: a PNG/JPG slice with values
+    up to 255, as its reader marks them. A single 8-bit slice without such a file (built in Slicer, or from a
+    format Slicer reads and lungseg does not) is taken the same way: a CT in HU is never 8-bit."""
+    if _source_is_image_file(node):
+        return array.size > 0 and array.max() <= 255
+    return array.shape[0] == 1 and array.dtype == np.uint8
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -166,8 +206,9 @@ def labelmaps_to_segmentation(
 
     Each task becomes one shared labelmap layer (infection overlaps the lungs, so they cannot share one),
     with the segment names, colours and terminology of :mod:`lungseg_core.labels`. The reference geometry
-    is the input volume's, so the result lines up voxel for voxel with it. An existing ``node`` is emptied
-    and reused: re-running replaces the result instead of piling up nodes.
+    is the input volume's own grid and the node goes under the volume's parent transform, so the result lines
+    up voxel for voxel with the image as displayed. In an existing ``node`` LungSegAI's segments are replaced
+    and any other segment is kept: re-running replaces the result instead of piling up nodes.
     """
     expected = tuple(reversed(reference_node.GetImageData().GetDimensions()))
     ensure_conversion_rules()  # a segmentation copies the factory's rules when it is created
@@ -180,8 +221,12 @@ def labelmaps_to_segmentation(
     segmentation = node.GetSegmentation()
     was_modifying = node.StartModify()
     try:
-        segmentation.RemoveAllSegments()
+        for spec in SEGMENTS:
+            if segmentation.GetSegment(spec.segment_id) is not None:
+                segmentation.RemoveSegment(spec.segment_id)
         segmentation.SetSourceRepresentationName(BINARY_LABELMAP)
+        # first the transform: the reference geometry is taken in the node's frame, i.e. the volume's own grid
+        node.SetAndObserveTransformNodeID(reference_node.GetTransformNodeID())
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
         ijk_to_ras_array = _reference_ijk_to_ras(reference_node)
         for task, labels in labelmaps.items():
@@ -200,8 +245,6 @@ def labelmaps_to_segmentation(
                 segment.SetTerminology(terminology_string(spec))
                 segment.AddRepresentation(BINARY_LABELMAP, layer)
                 segmentation.AddSegment(segment, spec.segment_id)
-        node.SetAttribute(SOURCE_ATTRIBUTE, reference_node.GetID() or "")
-        node.SetAttribute(ROLE_ATTRIBUTE, "segmentation")
     finally:
         node.EndModify(was_modifying)
     if closed_surface:
@@ -248,6 +291,8 @@ def segment_array(
         raise KeyError(segment_id)
     labelmap = segment.GetRepresentation(BINARY_LABELMAP)
     reference = reference_geometry_image(reference_node)
+    if labelmap is None:  # e.g. a segment drawn as a closed surface only
+        return np.zeros(tuple(reversed(reference_node.GetImageData().GetDimensions())), bool)
     resampled = slicer.vtkOrientedImageData()
     slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
         labelmap, reference, resampled)
@@ -375,19 +420,87 @@ def table_to_rows(node: slicer.vtkMRMLTableNode) -> list[dict[str, object]]:
 # ----------------------------------------------------------------------------------------------------------
 # scene organisation
 # ----------------------------------------------------------------------------------------------------------
-def find_result_node(scene: slicer.vtkMRMLScene, class_name: str, source_node, role: str):
-    """The result node of ``role`` made earlier from ``source_node``, or None."""
+def find_result_nodes(scene: slicer.vtkMRMLScene, class_name: str, referenced, role: str,
+                      reference_role: str = SOURCE_ROLE) -> list:
+    """The result nodes of ``role`` that refer to ``referenced`` (by default: were made from that volume)."""
+    found = []
     for i in range(scene.GetNumberOfNodesByClass(class_name)):
         candidate = scene.GetNthNodeByClass(i, class_name)
-        if (candidate.GetAttribute(SOURCE_ATTRIBUTE) == source_node.GetID()
-                and candidate.GetAttribute(ROLE_ATTRIBUTE) == role):
-            return candidate
-    return None
+        target = candidate.GetNodeReference(reference_role)
+        if target is not None and target.GetID() == referenced.GetID() and candidate.GetAttribute(ROLE_ATTRIBUTE) == role:
+            found.append(candidate)
+    return found
 
 
-def tag_result(node, source_node, role: str) -> None:
-    node.SetAttribute(SOURCE_ATTRIBUTE, source_node.GetID() or "")
+def find_result_node(scene: slicer.vtkMRMLScene, class_name: str, source_node, role: str):
+    """The first result node of ``role`` made from ``source_node``, or None."""
+    return next(iter(find_result_nodes(scene, class_name, source_node, role)), None)
+
+
+def source_of(node):
+    """The volume a LungSegAI result was made from (None for other nodes, or when that volume is gone)."""
+    return node.GetNodeReference(SOURCE_ROLE)
+
+
+def tag_result(node, source_node, role: str, segmentation=None) -> None:
+    """Tie a result to its volume (and a table to its segmentation) by node references."""
+    node.SetNodeReferenceID(SOURCE_ROLE, source_node.GetID())
+    if segmentation is not None:
+        node.SetNodeReferenceID(SEGMENTATION_ROLE, segmentation.GetID())
     node.SetAttribute(ROLE_ATTRIBUTE, role)
+
+
+def content_fingerprint(node: slicer.vtkMRMLSegmentationNode, reference_node) -> str:
+    """Digest of the node's name and each segment's ID, name and voxels on the reference grid.
+
+    Any edit (painting, erasing, adding, removing or renaming a segment, renaming the node) changes it; saving
+    and reloading the scene does not, because the voxels are compared on the volume's grid, not as Slicer
+    happens to store them (shared layers, label values and extents may differ after a reload).
+    """
+    digest = hashlib.sha256(node.GetName().encode())
+    for segment_id in segment_ids(node):
+        name = node.GetSegmentation().GetSegment(segment_id).GetName()
+        digest.update(f"\0{segment_id}\0{name}\0".encode())
+        digest.update(np.packbits(segment_array(node, segment_id, reference_node)).tobytes())
+    return digest.hexdigest()
+
+
+def mark_written(node: slicer.vtkMRMLSegmentationNode, reference_node) -> None:
+    """Record what LungSegAI wrote, so a later run can tell whether someone changed it since."""
+    node.SetAttribute(FINGERPRINT_ATTRIBUTE, content_fingerprint(node, reference_node))
+
+
+def unchanged_since_written(node: slicer.vtkMRMLSegmentationNode, reference_node) -> bool:
+    """True if the node still holds exactly what LungSegAI wrote (False when nothing was recorded)."""
+    recorded = node.GetAttribute(FINGERPRINT_ATTRIBUTE)
+    return bool(recorded) and recorded == content_fingerprint(node, reference_node)
+
+
+def why_segments_cannot_be_added(node: slicer.vtkMRMLSegmentationNode, volume_node) -> str:
+    """Why LungSegAI's segments cannot go into someone's own segmentation without touching theirs ("" if they
+    can): one of LungSegAI's segment IDs is taken, or the node would need another parent transform or source
+    representation (either would move or reconvert the segments already in it)."""
+    if not segment_ids(node):
+        return ""
+    taken = sorted({spec.segment_id for spec in SEGMENTS} & set(segment_ids(node)))
+    if taken:
+        return f"already has segments with LungSegAI's IDs ({', '.join(taken)})"
+    if node.GetTransformNodeID() != volume_node.GetTransformNodeID():
+        return "is under another transform than the input volume"
+    if node.GetSegmentation().GetSourceRepresentationName() != BINARY_LABELMAP:
+        return "is not a labelmap segmentation"
+    return ""
+
+
+def unique_names(scene: slicer.vtkMRMLScene, *bases: str) -> list[str]:
+    """``bases`` as they are, else all with the same first free number: ``base (2)``, ``base (3)``, ..."""
+    taken = {scene.GetNthNode(i).GetName() for i in range(scene.GetNumberOfNodes())}
+    number = 1
+    while True:
+        names = [base if number == 1 else f"{base} ({number})" for base in bases]
+        if not taken.intersection(names):
+            return names
+        number += 1
 
 
 def place_beside(scene: slicer.vtkMRMLScene, node, source_node) -> int:

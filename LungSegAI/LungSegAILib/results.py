@@ -7,6 +7,7 @@ still loads (and can explain what is missing) before lungseg_core or torch is im
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,49 +39,134 @@ def import_result(
     task: str = "all",
     show_3d: bool = True,
     volumes_ml: Callable[[Any, Any], dict[str, float]] | None = None,
+    output_node=None,
+    log: Callable[[str], None] = print,
 ) -> ImportedResult:
-    """Create or replace the input's segmentation and measurement table, placed beside it in the study.
+    """Write the input's segmentation and measurement table, placed beside it in the study.
 
+    The segmentation goes into ``output_node`` (the user's pick) or the volume's earlier result when that
+    holds only LungSegAI's unedited work (see :func:`_target_segmentation`); otherwise into a new node.
     ``volumes_ml(segmentation_node, volume_node)`` computes segment volumes; inside Slicer the module
     passes Segment Statistics, here the default counts voxels (the same number, see tests).
     """
     base = volume_node.GetName()
-    segmentation = nodes.find_result_node(scene, "vtkMRMLSegmentationNode", volume_node, "segmentation")
+    target, left_alone = _target_segmentation(scene, volume_node, output_node)
+    # new nodes get names no other node has, numbered alike ("CT lungs (2)", "CT lung measurements (2)");
+    # existing nodes keep theirs (the user may have chosen it)
+    new_names = nodes.unique_names(scene, f"{base} lungs", f"{base} lung measurements")
     segmentation = nodes.labelmaps_to_segmentation(
-        scene, volume_node, _task_labelmaps(result, task), name=f"{base} lungs", node=segmentation,
-        closed_surface=show_3d,
-    )
+        scene, volume_node, _task_labelmaps(result, task), name=None if target else new_names[0], node=target,
+        closed_surface=show_3d)
     nodes.tag_result(segmentation, volume_node, "segmentation")
+    nodes.mark_written(segmentation, volume_node)
     nodes.place_beside(scene, segmentation, volume_node)
+    for reason in left_alone:
+        log(f"{reason}: left as it is; the result is in '{segmentation.GetName()}'")
 
     measured = (volumes_ml or nodes.segment_volumes_ml)(segmentation, volume_node)
     rows = nodes.measurement_rows(measured, result.lungs, result.infection if task != "lungs" else None)
-    table = nodes.find_result_node(scene, "vtkMRMLTableNode", volume_node, "measurements")
-    table = nodes.rows_to_table(scene, rows, f"{base} lung measurements", node=table)
-    nodes.tag_result(table, volume_node, "measurements")
+    # one table per segmentation: a kept (edited) result keeps the table that describes it
+    table = next(iter(nodes.find_result_nodes(scene, "vtkMRMLTableNode", segmentation, "measurements",
+                                              nodes.SEGMENTATION_ROLE)), None)
+    table = nodes.rows_to_table(scene, rows, table.GetName() if table else new_names[1], node=table)
+    nodes.tag_result(table, volume_node, "measurements", segmentation)
     nodes.place_beside(scene, table, volume_node)
     return ImportedResult(segmentation, table, measured)
 
 
+def _target_segmentation(scene, volume_node, chosen) -> tuple[Any, list[str]]:
+    """(node to write into, or None for a new one; why nodes that could have been used were left alone).
+
+    Never overwrites anyone's work. ``chosen`` (the output selector) is used when it is this volume's result as
+    LungSegAI wrote it, or someone's own segmentation that can take LungSegAI's segments beside its own. Else
+    the volume's earlier result is reused if unchanged since LungSegAI wrote it; an edited one is kept.
+    """
+    reasons = []
+    if chosen is not None:
+        reason = _why_not_write_into(chosen, volume_node)
+        if not reason:
+            return chosen, []
+        reasons.append(f"Output '{chosen.GetName()}' {reason}")
+    for node in nodes.find_result_nodes(scene, "vtkMRMLSegmentationNode", volume_node, "segmentation"):
+        if nodes.unchanged_since_written(node, volume_node):
+            return node, reasons
+        if chosen is None or node.GetID() != chosen.GetID():
+            reasons.append(f"'{node.GetName()}' was changed after LungSegAI wrote it")
+    return None, reasons
+
+
+def _why_not_write_into(node, volume_node) -> str:
+    """Why writing the result into the segmentation ``node`` would harm someone's work ("" if it would not)."""
+    owner = nodes.source_of(node)
+    if owner is None:
+        return nodes.why_segments_cannot_be_added(node, volume_node)
+    if owner.GetID() != volume_node.GetID():  # e.g. the selector still shows the previous input's result
+        return f"is the result of '{owner.GetName()}'"
+    if not nodes.unchanged_since_written(node, volume_node):
+        return "was changed after LungSegAI wrote it"
+    return ""
+
+
 def run_segmentation(volume, task: str, lung_model: str, infection_model: str, device: str,
-                     progress: ProgressFn | None = None, cancel: threading.Event | None = None):
-    """lungseg_core's segment_volume, imported only when needed."""
+                     progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+                     intensity: str = "auto"):
+    """lungseg_core's segment_volume (imported only when needed), with Slicer's wording for its advice, and
+    refusing a 3D CT in which no lung was found."""
+    from lungseg_core.errors import LungSegError
     from lungseg_core.inference import segment_volume
 
-    return segment_volume(volume, task=task, lung_model=lung_model, infection_model=infection_model,
-                          device=device, progress=progress, cancel=cancel)
+    try:
+        result = segment_volume(volume, task=task, lung_model=lung_model, infection_model=infection_model,
+                                device=device, progress=progress, cancel=cancel, intensity=intensity)
+    except LungSegError as exc:
+        if _slicer_advice(exc.fix) == exc.fix:
+            raise
+        raise type(exc)(exc.problem, _slicer_advice(exc.fix)) from None
+    check_lungs_found(volume, result)
+    return result
+
+
+# lungseg_core's advice names the CLI's --intensity option; in Slicer the same choice is the Logic's argument.
+_CLI_INTENSITY = re.compile(r"'--intensity (\w+)'")
+
+
+def _slicer_advice(fix: str) -> str:
+    return _CLI_INTENSITY.sub(
+        lambda match: f"intensity='{match.group(1)}' (Python console: slicer.util.getModuleLogic('LungSegAI')"
+                      f".segmentNode(volumeNode, intensity='{match.group(1)}'))", fix)
+
+
+def check_lungs_found(volume, result) -> None:
+    """A chest CT always shows lungs. None in a 3D image means the image is not what it should be, typically a
+    truncated file that Slicer's reader zero-filled without an error: fail instead of reporting 0 mL as ok.
+    (A single slice may lie below or above the lungs.)"""
+    if volume.is_2d or result.lungs is None or result.lungs.any():
+        return
+    from lungseg_core.errors import InputError
+    from lungseg_core.preprocessing.intensity import intensity_summary
+
+    air = 100 * intensity_summary(volume.array)["fraction_below_-900"]
+    raise InputError(
+        f"No lung was found in '{volume.name}' ({volume.shape[0]} slices; {air:.1f}% of its voxels below -900 HU, "
+        "where a chest CT has lungs and air around the body): the image is probably truncated or corrupt, "
+        "not in Hounsfield units, or not a chest CT",
+        "look at it in the slice views, and load the original file again (re-copy or re-export it if it is "
+        "damaged)",
+    )
 
 
 def segment_node(scene, volume_node, task: str = "all", lung_model: str = "default",
                  infection_model: str = "default", device: str = "auto", progress: ProgressFn | None = None,
-                 cancel: threading.Event | None = None, show_3d: bool = True, volumes_ml=None):
+                 cancel: threading.Event | None = None, show_3d: bool = True, volumes_ml=None,
+                 intensity: str = "auto", output_node=None, log: Callable[[str], None] = print):
     """Segment a volume node synchronously; returns (SegmentationResult, ImportedResult, lungseg Volume)."""
     volume = nodes.node_to_volume(volume_node)
     source = volume_node.GetStorageNode().GetFileName() if volume_node.GetStorageNode() else None
     if source:
         volume.metadata["source"] = source
-    result = run_segmentation(volume, task, lung_model, infection_model, device, progress, cancel)
-    imported = import_result(scene, volume_node, result, task, show_3d=show_3d, volumes_ml=volumes_ml)
+    result = run_segmentation(volume, task, lung_model, infection_model, device, progress, cancel, intensity)
+    imported = import_result(scene, volume_node, result, task, show_3d=show_3d, volumes_ml=volumes_ml,
+                             output_node=output_node, log=log)
     return result, imported, volume
 
 

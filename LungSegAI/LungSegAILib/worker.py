@@ -11,8 +11,10 @@ widget and MRML updates stay on the main thread, as Slicer requires):
 
 from __future__ import annotations
 
+import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -133,20 +135,29 @@ def parse_progress_line(line: str) -> Event:
     return Event(kind, fraction, line.rstrip(), metrics)
 
 
+# Ctrl-C for a child: SIGINT on POSIX; on Windows only CTRL_BREAK reaches a child (in its own process group)
+_INTERRUPT = signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT
+_NEW_GROUP = subprocess.CREATE_NEW_PROCESS_GROUP if os.name == "nt" else 0
+
+
 class ProcessTask(_Task):
     """Run one command, or several one after another, in child processes; each output line becomes an event.
 
-    Cancel terminates the running process and skips the rest; a failing command stops the chain.
+    Cancel terminates the running process and skips the rest; a failing command stops the chain. With
+    ``interrupt_grace_s``, Cancel first interrupts the child as Ctrl-C does and waits that long for it to wrap
+    up (``lungseg train`` then packages its best checkpoint) before terminating it.
     """
 
     def __init__(self, command: Sequence[str] | Sequence[Sequence[str]], name: str = "process",
-                 cwd: str | None = None, env: dict[str, str] | None = None) -> None:
+                 cwd: str | None = None, env: dict[str, str] | None = None,
+                 interrupt_grace_s: float | None = None) -> None:
         super().__init__()
         chain = [command] if command and isinstance(command[0], str) else list(command)
         self.commands = [[str(c) for c in cmd] for cmd in chain]
         self.name = name
         self.cwd = cwd
         self.env = env
+        self.interrupt_grace_s = interrupt_grace_s
         self.returncode: int | None = None
         self.lines: list[str] = []
         self._process: subprocess.Popen | None = None
@@ -165,7 +176,7 @@ class ProcessTask(_Task):
             try:
                 self._process = subprocess.Popen(
                     command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                    cwd=self.cwd, env=self.env,
+                    cwd=self.cwd, env=self.env, creationflags=_NEW_GROUP if self.interrupt_grace_s else 0,
                 )
             except OSError as exc:
                 self._finish("failed", f"cannot start {command[0]}: {exc}")
@@ -194,12 +205,23 @@ class ProcessTask(_Task):
     def _watch_cancel(self) -> None:
         self.cancel_event.wait()
         process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if process is None or process.poll() is not None:
+            return
+        if self.interrupt_grace_s:
+            process.send_signal(_INTERRUPT)
+            if _ended(process, self.interrupt_grace_s):
+                return
+        process.terminate()
+        if not _ended(process, 10):
+            process.kill()
+
+
+def _ended(process: subprocess.Popen, timeout: float) -> bool:
+    try:
+        process.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def lungseg_command(arguments: Sequence[str], python: str | None = None) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import batch_segment
+from test_module_import import module  # noqa: F401 - the LungSegAI module, Slicer's GUI parts stubbed
 from lungseg_core.inference.pipeline import output_paths
 from lungseg_core.io.readers import case_name
 
@@ -126,6 +127,49 @@ def test_rerun_resumes_an_interrupted_batch_and_overwrite_redoes_it(tmp_path):
     redo = FakeLogic()
     assert batch_segment.main(["-i", *inputs, "-o", str(out), "--overwrite"], logic=redo, log=lambda line: None) == 0
     assert [c[0] for c in redo.calls] == ["a.nrrd", "b.nrrd", "c.nrrd"] and all(c[4] for c in redo.calls)
+
+
+def test_an_unknown_model_exits_2_before_any_case_naming_the_valid_ones(tmp_path):
+    logic, log = FakeLogic(), []
+    status = batch_segment.main(["-i", str(_touch(tmp_path / "in" / "a.nrrd")), "-o", str(tmp_path / "out"),
+                                 "--model", "nosuchmodel"], logic=logic, log=log.append)
+    assert status == 2 and logic.calls == [] and not (tmp_path / "out").exists()
+    assert "Unknown model 'nosuchmodel'" in log[-1] and "lungsegai-infection" in log[-1]
+
+
+def test_a_shipped_network_name_is_a_model_as_in_the_cli(tmp_path):
+    logic = FakeLogic()
+    assert batch_segment.main(["-i", str(_touch(tmp_path / "in" / "a.nrrd")), "-o", str(tmp_path / "out"),
+                               "--model", "lungsegai-infection", "--task", "infection"],
+                              logic=logic, log=lambda line: None) == 0
+    assert logic.calls[0][2] == "lungsegai-infection"
+
+
+def test_missing_weights_exit_2_before_any_case(tmp_path):
+    card = tmp_path / "mine.json"
+    card.write_text(json.dumps({"name": "mine", "task": "lungs", "architecture": "unet", "in_channels": 1,
+                                "num_classes": 3, "slice_spec": {}, "labels": {}, "sha256": ""}))
+    logic, log = FakeLogic(), []
+    assert batch_segment.main(["-i", str(_touch(tmp_path / "in" / "a.nrrd")), "-o", str(tmp_path / "out"),
+                               "--model", str(card), "--task", "lungs"], logic=logic, log=log.append) == 2
+    assert logic.calls == [] and "mine.safetensors' of model 'mine' is missing" in log[-1]
+
+
+def test_an_unreadable_input_is_a_read_failure_not_an_internal_error(module, tmp_path, monkeypatch):
+    """Slicer's reader raises RuntimeError("Failed to load volume ..."): a user's bad file, not a bug."""
+    monkeypatch.setattr(module.slicer, "mrmlScene", module.slicer.vtkMRMLScene(), raising=False)
+    logic = module.LungSegAILogic()
+
+    def load_case(path):
+        raise RuntimeError(f"Failed to load volume from {path}")
+
+    monkeypatch.setattr(logic, "loadCase", load_case)
+    fake = _touch(tmp_path / "in" / "fake.nrrd", b"not an image")
+    assert batch_segment.main(["-i", str(fake), "-o", str(tmp_path / "out"), "--model", "threshold"],
+                              logic=logic, log=lambda line: None) == 1
+    error = list(csv.DictReader(open(tmp_path / "out" / "manifest.csv", newline="")))[0]["error"]
+    assert error.startswith("Cannot read 'fake.nrrd': Failed to load volume") and "internal error" not in error
+    assert "Traceback" not in error and "line " not in error
 
 
 def test_script_arguments_follow_the_script_path(monkeypatch):

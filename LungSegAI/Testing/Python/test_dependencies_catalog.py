@@ -125,6 +125,29 @@ def test_user_checkpoint_replaces_the_network_of_its_task(tmp_path):
         catalog.checkpoint_task(tmp_path / "other.safetensors")
 
 
+def test_evaluation_task_follows_the_selected_model(tmp_path):
+    choices = catalog.load_catalog()
+    card = tmp_path / "mine.json"
+    card.write_text(json.dumps({"name": "mine", "task": "infection"}))
+    assert catalog.evaluation_task(choices, "all", "checkpoint", card) == "infection"
+    assert catalog.evaluation_task(choices, "all", str(card)) == "infection"  # a path given as the model
+    assert catalog.evaluation_task(choices, "infection", "checkpoint", card) == "infection"
+    assert catalog.evaluation_task(choices, "all", "default") == "all"
+    assert catalog.evaluation_task(choices, "lungs", "threshold", card) == "lungs"  # a file only counts for 'mine'
+    with pytest.raises(ValueError, match="'mine.json' segments infection, not lungs"):
+        catalog.evaluation_task(choices, "lungs", "checkpoint", card)
+
+
+def test_model_selection_takes_shipped_network_names_as_the_cli_does(tmp_path):
+    from lungseg_core.errors import ModelError
+
+    choices = catalog.load_catalog()
+    assert catalog.resolve_selection(choices, "lungsegai-infection") == ("default", "lungsegai-infection")
+    assert catalog.resolve_selection(choices, "threshold") == ("threshold", "threshold")
+    with pytest.raises(ModelError, match="Unknown model 'nosuchmodel'.*lungsegai-infection"):
+        catalog.resolve_selection(choices, "nosuchmodel")
+
+
 def test_catalog_rejects_duplicate_ids(tmp_path):
     entry = {"id": "a", "title": "A", "description": "", "lung_model": "x", "infection_model": "y"}
     path = tmp_path / "models.json"

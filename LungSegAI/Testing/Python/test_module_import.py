@@ -75,3 +75,94 @@ def test_training_panel_offers_only_architectures_the_trainer_trains(module):
     offered = module.LungSegAILogic().architectures()
     assert "unet" in offered and "resunet" in offered
     assert "unet3d" in ARCHITECTURES and "unet3d" not in offered  # 3D networks run at inference only
+
+
+# --- the segmentation flow through the Logic and the widget (qt stubbed, real MRML scene) ---------------------
+def test_load_case_refuses_a_truncated_file_before_slicers_reader(module, monkeypatch, tmp_path, ctchest4_path):
+    """Slicer's reader zero-fills a truncated NIfTI without an error; the batch must fail it as the CLI does."""
+    import SimpleITK as sitk
+    import slicer
+    from lungseg_core.errors import InputError
+
+    whole = tmp_path / "whole.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(ctchest4_path)), str(whole))
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(whole.read_bytes()[:5000])
+    monkeypatch.setattr(slicer.util, "loadVolume", lambda *a, **k: pytest.fail("Slicer's reader was reached"),
+                        raising=False)
+    with pytest.raises(InputError, match="Cannot read 'truncated.nii.gz': the file is corrupt, truncated"):
+        module.LungSegAILogic().loadCase(truncated)
+
+
+class _Recorder:
+    """Stand-in for the Qt widgets the segmentation panel touches."""
+
+    def __init__(self):
+        self.lines, self.value = [], 0
+
+    def appendPlainText(self, text):
+        self.lines.append(text)
+
+    def setFormat(self, text):
+        pass
+
+    def show(self):
+        pass
+
+    def hide(self):
+        pass
+
+    def setMRMLTableNode(self, node):
+        self.table = node
+
+
+def _widget(module, monkeypatch, logic, parameters):
+    import contextlib
+    import slicer
+
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda *a, **k: None)
+    widget = module.LungSegAIWidget.__new__(module.LungSegAIWidget)  # no Qt: only what the panel's methods use
+    widget.logic, widget._parameterNode = logic, parameters
+    widget.ui = types.SimpleNamespace(progressBar=_Recorder(), logTextEdit=_Recorder(), resultsTableView=_Recorder())
+    widget._timer = types.SimpleNamespace(start=lambda: None)
+    widget._checkCanApply = lambda *a: None
+    widget._segmentationTask = None
+    return widget
+
+
+def test_cancel_is_logged_once_not_twice(module, monkeypatch):
+    from LungSegAILib.worker import Event
+
+    widget = _widget(module, monkeypatch, None, None)
+    widget._segmentationTask = types.SimpleNamespace(
+        poll=lambda: [Event("cancelled", message="Cancelled: segmentation cancelled")], running=False)
+    widget._handleSegmentationEvents()
+    assert widget.ui.logTextEdit.lines == ["Segmentation cancelled."]
+
+
+def test_apply_writes_into_the_segmentation_picked_in_the_output_selector(module, monkeypatch, phantom):
+    import slicer
+    from pathlib import Path
+
+    from LungSegAILib import nodes
+
+    scene = slicer.vtkMRMLScene()
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case7")
+    nodes.ensure_conversion_rules()  # the Slicer application registers them at startup
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my reading")
+    mine.GetSegmentation().AddEmptySegment("nodule", "Nodule")
+    logic = module.LungSegAILogic()
+    monkeypatch.setattr(logic, "setupPythonRequirements", lambda *a, **k: None)
+    parameters = types.SimpleNamespace(
+        inputVolume=volume_node, task=module.Task.lungs, modelId="threshold", checkpointPath=Path("."),
+        device=module.Device.cpu, show3D=False, outputSegmentation=mine)
+    widget = _widget(module, monkeypatch, logic, parameters)
+    widget.onApplyButton()
+    assert widget._segmentationTask.wait(timeout=60)
+    widget._handleSegmentationEvents()
+    assert parameters.outputSegmentation is mine
+    assert nodes.segment_ids(mine) == ["nodule", "right_lung", "left_lung"]
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+    assert widget.ui.logTextEdit.lines[-1].startswith("Done in")

@@ -209,3 +209,142 @@ def test_find_result_node_matches_source_and_role(scene, phantom):
     assert nodes.find_result_node(scene, "vtkMRMLTableNode", a, "measurements") is table
     assert nodes.find_result_node(scene, "vtkMRMLTableNode", b, "measurements") is None
     assert nodes.find_result_node(scene, "vtkMRMLTableNode", a, "segmentation") is None
+
+
+# --- geometry: the volume's own frame, the core reader's numbers ---------------------------------------------
+def _put_under_rotation(scene, node, shift_r_mm: float = 40.0):
+    """A parent transform turning the image 180 degrees about S and shifting it (a registration or display fix)."""
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "turn and shift")
+    matrix = np.array([[-1, 0, 0, shift_r_mm], [0, -1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    transform.SetMatrixTransformToParent(nodes.vtk_matrix(matrix))
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    return transform
+
+
+def test_node_to_volume_is_the_volumes_own_grid_whatever_its_parent_transform(scene, phantom):
+    node = nodes.volume_to_node(phantom.ct, scene, "ct")
+    _put_under_rotation(scene, node)
+    volume = nodes.node_to_volume(node)
+    assert np.allclose(volume.ijk_to_lps(), phantom.ct.ijk_to_lps(), atol=1e-9)
+
+
+def test_spacing_and_direction_are_the_core_readers_to_the_last_bit(scene, tmp_path, ctchest4_path, read_with_slicer):
+    """Slicer's reader gave 1.4062499999999998 where lungseg's gives 1.40625 (and 1.4062500000000002 for an
+    oblique NRRD); that float noise moved midline voxels to the other lung. Both must see the same numbers."""
+    import SimpleITK as sitk
+    from lungseg_core.io import read_volume
+
+    image = sitk.ReadImage(str(ctchest4_path))
+    image.SetSpacing((1.40625, 1.40625, 2.5))
+    oblique = sitk.Image(image)
+    turn = np.deg2rad(20)
+    rotation = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
+    oblique.SetDirection(tuple((rotation @ np.array(image.GetDirection()).reshape(3, 3)).ravel()))
+    for name, written in (("ct.nii.gz", image), ("oblique.nrrd", oblique)):
+        sitk.WriteImage(written, str(tmp_path / name))
+        from_slicer = nodes.node_to_volume(read_with_slicer(scene, tmp_path / name))
+        from_core = read_volume(tmp_path / name)
+        assert from_slicer.spacing == from_core.spacing == (1.40625, 1.40625, 2.5), name
+        assert np.allclose(from_slicer.direction, from_core.direction, atol=1e-12), name
+        assert np.array_equal(from_slicer.array, from_core.array), name
+
+
+# --- what kind of image the input is --------------------------------------------------------------------------
+def test_a_label_map_node_is_refused_as_input_with_what_to_do(scene, phantom):
+    from lungseg_core.errors import InputError
+
+    node = nodes.volume_to_node(phantom.ct.with_array(phantom.lungs), scene, "old lungs", labelmap=True)
+    with pytest.raises(InputError, match="label map.*not a CT.*choose the CT volume"):
+        nodes.node_to_volume(node)
+
+
+def _grey_slice(phantom) -> np.ndarray:
+    """A phantom slice through the lungs, exported in the lung window as 8-bit grey levels (like COVID-SemiSeg)."""
+    hu = phantom.ct.array[phantom.ct.shape[0] // 2].astype(float)
+    return np.clip((hu + 1350) / 1500 * 255, 0, 255).astype(np.uint8)
+
+
+def grey_slice_node(scene, phantom, path):
+    """The node Add Data makes of a grey PNG/JPG: one 8-bit slice, 1 mm pixels, LPS identity, the file kept."""
+    from PIL import Image
+
+    grey = _grey_slice(phantom)
+    Image.fromarray(grey).save(path)
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "slice")
+    node.SetIJKToRASDirections(-1, 0, 0, 0, -1, 0, 0, 0, 1)
+    node.SetAndObserveImageData(nodes._image_data(grey[np.newaxis]))
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    return node
+
+
+def test_an_8bit_image_slice_is_marked_as_lungsegs_reader_marks_it(scene, phantom, tmp_path):
+    from lungseg_core.io import read_volume
+
+    from_slicer = nodes.node_to_volume(grey_slice_node(scene, phantom, tmp_path / "slice.png"))
+    from_core = read_volume(tmp_path / "slice.png")
+    for volume in (from_slicer, from_core):
+        assert (volume.intensity, volume.is_2d, volume.spacing_known) == ("display", True, False)
+    assert from_slicer.same_geometry(from_core) and np.array_equal(from_slicer.array, from_core.array)
+    # an image put into the scene from an array has no file either: read alike
+    array_node = nodes.volume_to_node(from_core.with_array(from_core.array.astype(np.uint8)), scene, "from array")
+    assert nodes.node_to_volume(array_node).intensity == "display"
+    # a CT is never 8-bit: a HU slice stays HU
+    assert nodes.node_to_volume(nodes.volume_to_node(phantom.ct, scene, "ct")).intensity == "hu"
+
+
+# --- results tied by references, never overwriting edits -----------------------------------------------------
+def test_results_are_tied_by_node_references_not_by_id_attributes(scene, phantom):
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "a")
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "t")
+    nodes.tag_result(table, volume_node, "measurements")
+    assert table.GetNodeReference(nodes.SOURCE_ROLE) is volume_node
+    assert table.GetAttribute(nodes.SOURCE_ATTRIBUTE) is None
+    # a result of an older version names its volume only by an attribute: not trusted (IDs change on import)
+    legacy = scene.AddNewNodeByClass("vtkMRMLTableNode", "old")
+    legacy.SetAttribute(nodes.SOURCE_ATTRIBUTE, volume_node.GetID())
+    legacy.SetAttribute(nodes.ROLE_ATTRIBUTE, "measurements")
+    assert nodes.find_result_nodes(scene, "vtkMRMLTableNode", volume_node, "measurements") == [table]
+
+
+def test_fingerprint_changes_with_any_edit_and_not_with_a_save_and_reload(scene, phantom, tmp_path):
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "ct")
+    segmentation = nodes.labelmaps_to_segmentation(
+        scene, volume_node, {"lungs": phantom.lungs, "infection": phantom.infection}, "ct lungs", closed_surface=False)
+    nodes.mark_written(segmentation, volume_node)
+    assert nodes.unchanged_since_written(segmentation, volume_node)
+
+    path = nodes.save_segmentation(segmentation, tmp_path / "ct.seg.nrrd")
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    reloaded = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "ct lungs")
+    assert storage.ReadData(reloaded)
+    reloaded.SetAttribute(nodes.FINGERPRINT_ATTRIBUTE, segmentation.GetAttribute(nodes.FINGERPRINT_ATTRIBUTE))
+    assert nodes.unchanged_since_written(reloaded, volume_node)  # stored as other layers and label values
+
+    erased = phantom.lungs.copy()
+    erased[erased.shape[0] // 2] = 0  # the user erased one slice of the lungs
+    nodes.labelmaps_to_segmentation(scene, volume_node, {"lungs": erased}, node=reloaded, closed_surface=False)
+    assert not nodes.unchanged_since_written(reloaded, volume_node)
+    segmentation.SetName("ct lungs, checked by Dr X")
+    assert not nodes.unchanged_since_written(segmentation, volume_node)
+
+
+def test_reusing_a_node_keeps_segments_lungsegai_did_not_make(scene, phantom):
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "ct")
+    nodes.ensure_conversion_rules()  # the Slicer application registers them at startup
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    node.GetSegmentation().AddEmptySegment("nodule", "Nodule")
+    nodes.labelmaps_to_segmentation(scene, volume_node, {"lungs": phantom.lungs}, node=node, closed_surface=False)
+    assert nodes.segment_ids(node) == ["nodule", "right_lung", "left_lung"]
+
+
+def test_unique_names_number_a_result_and_its_table_alike(scene):
+    scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CT lungs")
+    scene.AddNewNodeByClass("vtkMRMLTableNode", "CT lung measurements (2)")
+    assert nodes.unique_names(scene, "CT lungs", "CT lung measurements") == [
+        "CT lungs (3)", "CT lung measurements (3)"]
+    assert nodes.unique_names(scene, "other lungs") == ["other lungs"]

@@ -96,3 +96,178 @@ def test_segment_node_end_to_end_with_the_classical_method(phantom):
         reference = phantom.lungs == label
         dice = 2 * np.logical_and(mask, reference).sum() / (mask.sum() + reference.sum())
         assert dice > 0.95, (segment_id, dice)
+
+
+def _dice(a, b) -> float:
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def _segment_names(node) -> list[str]:
+    return [node.GetSegmentation().GetSegment(s).GetName() for s in nodes.segment_ids(node)]
+
+
+# --- defect: CT under a parent transform ----------------------------------------------------------------------
+def test_a_ct_under_a_transform_gets_its_result_under_the_same_transform_with_patient_sides(
+        ctchest4_path, ctchest4_reference, read_with_slicer):
+    """A turn of 180 degrees about S (a display fix or a registration) plus a shift: the result lies on the CT as
+    displayed, and "Right lung" is still the patient's right lung of the image."""
+    scene = slicer.vtkMRMLScene()
+    volume_node = read_with_slicer(scene, ctchest4_path, "CTChest4")
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "turn and shift")
+    transform.SetMatrixTransformToParent(nodes.vtk_matrix(
+        np.array([[-1, 0, 0, 40], [0, -1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])))
+    volume_node.SetAndObserveTransformNodeID(transform.GetID())
+    _, imported, _ = results.segment_node(scene, volume_node, "lungs", "threshold", "threshold", "cpu",
+                                          show_3d=False)
+    assert imported.segmentation.GetTransformNodeID() == transform.GetID()
+    for label, segment_id in ((1, "right_lung"), (2, "left_lung")):
+        mask = nodes.segment_array(imported.segmentation, segment_id, volume_node)
+        assert _dice(mask, ctchest4_reference.array == label) > 0.95, segment_id
+
+
+# --- defect: results tied by IDs broke on scene import ----------------------------------------------------------
+def test_results_stay_with_their_ct_when_a_scene_is_imported_into_another(phantom):
+    scene_a = slicer.vtkMRMLScene()
+    patient_a = nodes.volume_to_node(phantom.ct, scene_a, "patientA")
+    fingerprint = results.import_result(scene_a, patient_a, _result(phantom), "lungs", show_3d=False
+                                        ).segmentation.GetAttribute(nodes.FINGERPRINT_ATTRIBUTE)
+    scene_a.SetSaveToXMLString(1)
+    scene_a.Commit()
+
+    scene_b = slicer.vtkMRMLScene()
+    patient_b = nodes.volume_to_node(phantom.ct, scene_b, "patientB")  # takes the ID patient A had
+    scene_b.SetLoadFromXMLString(1)
+    scene_b.SetSceneXMLString(scene_a.GetSceneXMLString())
+    scene_b.Import()
+    result_a = scene_b.GetFirstNodeByName("patientA lungs")
+    assert nodes.source_of(result_a).GetName() == "patientA"
+    assert nodes.find_result_node(scene_b, "vtkMRMLSegmentationNode", patient_b, "segmentation") is None
+
+    imported = results.import_result(scene_b, patient_b, _result(phantom), "all", show_3d=False)
+    assert imported.segmentation.GetName() == "patientB lungs"
+    # patient A's result is untouched (its voxels live in a file an XML-only import does not read)
+    assert result_a.GetAttribute(nodes.FINGERPRINT_ATTRIBUTE) == fingerprint and nodes.segment_ids(result_a) == []
+
+
+# --- defect: re-running deleted manual edits --------------------------------------------------------------------
+def _edit_by_hand(segmentation, volume_node, phantom):
+    """What a user does in the Segment Editor: erase half the right lung and add a segment of their own."""
+    right = (phantom.lungs == 1).astype(np.uint8)
+    right[:, :, : right.shape[2] // 2] = 0
+    edited = slicer.vtkSegment()
+    edited.DeepCopy(segmentation.GetSegmentation().GetSegment("right_lung"))
+    edited.RemoveAllRepresentations()
+    edited.AddRepresentation(nodes.BINARY_LABELMAP, nodes._oriented_labelmap(right, nodes._reference_ijk_to_ras(volume_node)))
+    segmentation.GetSegmentation().RemoveSegment("right_lung")
+    segmentation.GetSegmentation().AddSegment(edited, "right_lung")
+    segmentation.GetSegmentation().AddEmptySegment("nodule", "Nodule (manual)")
+    return right
+
+
+def test_rerun_keeps_an_edited_result_and_writes_a_new_node(phantom):
+    scene = slicer.vtkMRMLScene()
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case7")
+    first = results.import_result(scene, volume_node, _result(phantom), "all", show_3d=False)
+    erased = _edit_by_hand(first.segmentation, volume_node, phantom)
+    logged = []
+    second = results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False, log=logged.append)
+
+    assert second.segmentation is not first.segmentation and second.table is not first.table
+    assert second.segmentation.GetName() == "case7 lungs (2)" and second.table.GetName() == "case7 lung measurements (2)"
+    assert sorted(_segment_names(first.segmentation)) == [
+        "Consolidation", "Ground-glass opacity", "Left lung", "Nodule (manual)", "Right lung"]
+    assert np.array_equal(nodes.segment_array(first.segmentation, "right_lung", volume_node), erased == 1)
+    assert logged == ["'case7 lungs' was changed after LungSegAI wrote it: left as it is; "
+                      "the result is in 'case7 lungs (2)'"]
+    # the new result is LungSegAI's own again: the next run replaces it, and still leaves the edited one alone
+    third = results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False, log=logged.append)
+    assert third.segmentation is second.segmentation and third.table is second.table
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 2
+
+
+def test_output_selector_is_honoured_and_someones_own_segments_are_kept(phantom):
+    scene = slicer.vtkMRMLScene()
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case7")
+    nodes.ensure_conversion_rules()  # the Slicer application registers them at startup
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my reading")
+    mine.GetSegmentation().AddEmptySegment("nodule", "Nodule")
+    imported = results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False, output_node=mine)
+    assert imported.segmentation is mine and mine.GetName() == "my reading"
+    assert _segment_names(mine) == ["Nodule", "Right lung", "Left lung"]
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+
+
+def test_output_selector_never_sends_a_result_into_another_cts_result(phantom):
+    """After a run on A the selector shows 'A lungs'; Apply on B must not overwrite it."""
+    scene = slicer.vtkMRMLScene()
+    patient_a = nodes.volume_to_node(phantom.ct, scene, "A")
+    patient_b = nodes.volume_to_node(phantom.ct, scene, "B")
+    result_a = results.import_result(scene, patient_a, _result(phantom), "lungs", show_3d=False).segmentation
+    fingerprint = result_a.GetAttribute(nodes.FINGERPRINT_ATTRIBUTE)
+    logged = []
+    result_b = results.import_result(scene, patient_b, _result(phantom), "all", show_3d=False,
+                                     output_node=result_a, log=logged.append).segmentation
+    assert result_b is not result_a and result_b.GetName() == "B lungs"
+    assert result_a.GetAttribute(nodes.FINGERPRINT_ATTRIBUTE) == fingerprint
+    assert nodes.unchanged_since_written(result_a, patient_a)
+    assert logged == ["Output 'A lungs' is the result of 'A': left as it is; the result is in 'B lungs'"]
+
+
+def test_two_cts_with_the_same_name_get_distinct_result_names(phantom):
+    scene = slicer.vtkMRMLScene()
+    names = []
+    for _ in range(2):
+        volume_node = nodes.volume_to_node(phantom.ct, scene, "CTChest4")
+        imported = results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False)
+        names.append((imported.segmentation.GetName(), imported.table.GetName()))
+    assert names == [("CTChest4 lungs", "CTChest4 lung measurements"),
+                     ("CTChest4 lungs (2)", "CTChest4 lung measurements (2)")]
+
+
+# --- defect: a truncated CT gave "ok" with 0 mL ----------------------------------------------------------------
+def test_a_truncated_ct_read_by_slicer_fails_instead_of_giving_0_ml(ctchest4_path, tmp_path, read_with_slicer):
+    import SimpleITK as sitk
+    from lungseg_core.errors import InputError
+
+    whole = tmp_path / "whole.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(ctchest4_path)), str(whole))
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(whole.read_bytes()[:5000])
+    scene = slicer.vtkMRMLScene()
+    volume_node = read_with_slicer(scene, truncated, "truncated")  # Slicer's reader: no error, mostly zeros
+    with pytest.raises(InputError, match="No lung was found in 'truncated'.*truncated or corrupt"):
+        results.segment_node(scene, volume_node, "all", "threshold", "threshold", "cpu", show_3d=False)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+
+
+# --- defect: 8-bit slices refused, CLI advice in Slicer ---------------------------------------------------------
+def test_an_8bit_png_slice_is_segmented_as_lungseg_segment_does(phantom, tmp_path):
+    from test_nodes import grey_slice_node
+
+    from lungseg_core.inference import segment_volume
+    from lungseg_core.io import read_volume
+
+    scene = slicer.vtkMRMLScene()
+    volume_node = grey_slice_node(scene, phantom, tmp_path / "slice.png")
+    result, imported, _ = results.segment_node(scene, volume_node, "all", "threshold", "threshold", "cpu",
+                                               show_3d=False)
+    cli = segment_volume(read_volume(tmp_path / "slice.png"), "all", "threshold", "threshold", "cpu")
+    assert result.intensity == cli.intensity == "display"
+    assert (cli.lungs > 0).any()
+    assert np.array_equal(result.lungs, cli.lungs) and np.array_equal(result.infection, cli.infection)
+
+
+def test_advice_names_what_to_do_in_slicer_not_a_cli_option(phantom):
+    from lungseg_core.errors import InputError
+
+    scene = slicer.vtkMRMLScene()
+    windowed = np.clip((phantom.ct.array + 1350) / 1500 * 255, 0, 255).astype(np.uint8)  # an 8-bit 3D volume
+    volume_node = nodes.volume_to_node(phantom.ct.with_array(windowed), scene, "8-bit")
+    with pytest.raises(InputError) as raised:
+        results.segment_node(scene, volume_node, "lungs", "threshold", "threshold", "cpu", show_3d=False)
+    assert "--intensity" not in str(raised.value)
+    assert "segmentNode(volumeNode, intensity='display')" in str(raised.value)
+    # the same choice the CLI offers, from the Logic: the volume is then segmented
+    result, _, _ = results.segment_node(scene, volume_node, "lungs", "threshold", "threshold", "cpu",
+                                        show_3d=False, intensity="display")
+    assert result.intensity == "display" and (result.lungs > 0).any()

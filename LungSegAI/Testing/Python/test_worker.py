@@ -97,6 +97,35 @@ def test_process_task_cancel_terminates_the_child():
     assert task.status == "cancelled" and events[-1].kind == "cancelled"
 
 
+def _started(task) -> None:
+    for _ in range(250):
+        if task.lines:
+            return
+        threading.Event().wait(0.02)
+    raise AssertionError("child printed nothing")
+
+
+def test_process_task_interrupt_lets_the_child_wrap_up():
+    """Stop in the training panel: the child gets Ctrl-C (SIGINT), so `lungseg train` can package its best epoch."""
+    code = ("import time\ntry:\n    print('go', flush=True); time.sleep(60)\n"
+            "except KeyboardInterrupt:\n    print('packaged the best checkpoint', flush=True); raise SystemExit(130)")
+    task = worker.ProcessTask([sys.executable, "-c", code], interrupt_grace_s=20).start()
+    _started(task)
+    task.cancel()
+    events = _drain(task, timeout=15)
+    assert task.status == "cancelled" and task.returncode == 130
+    assert any(e.message == "packaged the best checkpoint" for e in events)
+
+
+def test_process_task_terminates_a_child_that_ignores_the_interrupt():
+    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('go', flush=True)\ntime.sleep(60)"
+    task = worker.ProcessTask([sys.executable, "-c", code], interrupt_grace_s=0.5).start()
+    _started(task)
+    task.cancel()
+    _drain(task, timeout=15)
+    assert task.status == "cancelled" and task.returncode != 0
+
+
 def test_lungseg_command_uses_the_given_python():
     assert worker.lungseg_command(["segment", "a"], python="/s/PythonSlicer") == [
         "/s/PythonSlicer", "-m", "lungseg_core.cli.main", "segment", "a"]
