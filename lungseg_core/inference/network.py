@@ -27,7 +27,7 @@ class Cancelled(Exception):
     """Raised when the user cancels a running segmentation."""
 
 
-def _check_cancel(cancel: threading.Event | None) -> None:
+def check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("segmentation cancelled")
 
@@ -61,7 +61,7 @@ def predict_slice_probabilities(
     pad_h, pad_w = (-height) % divisor, (-width) % divisor  # networks need sizes divisible by their depth
     with torch.inference_mode():
         for start in range(0, len(slices), batch_size):
-            _check_cancel(cancel)
+            check_cancel(cancel)
             batch = torch.from_numpy(np.ascontiguousarray(slices[start:start + batch_size], dtype=np.float32)).to(device)
             if pad_h or pad_w:
                 batch = torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
@@ -117,7 +117,7 @@ def predict_probabilities(
                                                batch_size, stage_progress(progress, share, share), cancel)
         probs = ((probs.astype(np.float32) + mirrored[..., ::-1]) / 2).astype(np.float16)
     del slices
-    _check_cancel(cancel)
+    check_cancel(cancel)
     if planes is not None:
         probs = _planes_into_volume(probs, planes, layout.shape[0])
     return probs, layout
@@ -193,7 +193,7 @@ def predict_labels_3d(
     corners = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
     with torch.inference_mode():
         for index, (z, y, x) in enumerate(corners):
-            _check_cancel(cancel)
+            check_cancel(cancel)
             region = (slice(z, z + padded_shape[0]), slice(y, y + padded_shape[1]), slice(x, x + padded_shape[2]))
             batch = torch.from_numpy(np.ascontiguousarray(padded[region]))[None, None].to(device)
             probs = torch.softmax(network(batch).float(), dim=1)[0].cpu().numpy()

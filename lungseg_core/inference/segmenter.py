@@ -9,8 +9,8 @@ import numpy as np
 
 from lungseg_core.errors import InputError
 from lungseg_core.inference.device import resolve_device
-from lungseg_core.inference.network import (Cancelled, ProgressCallback, predict_labels, predict_labels_3d,
-                                            predict_probabilities)
+from lungseg_core.inference.network import (ProgressCallback, check_cancel, predict_labels, predict_labels_3d,
+                                            predict_probabilities, stage_progress)
 from lungseg_core.io.volume import Volume
 from lungseg_core.preprocessing.cropping import crop_volume, lung_bounding_box
 from lungseg_core.preprocessing.orientation import axial_view
@@ -84,12 +84,13 @@ class Segmenter:
         self.check_input(volume)
         if self.task == "infection" and lungs is None:
             raise InputError("Infection segmentation needs the lung labels", "segment the lungs first (task 'all')")
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("segmentation cancelled")
+        check_cancel(cancel)
         if self.is_classical:
             from lungseg_core.models.classical import classical_infection, classical_lungs
 
+            _report(progress, 0.0, f"classical {self.task}")
             labels = classical_lungs(volume) if self.task == "lungs" else classical_infection(volume, lungs)
+            _report(progress, 1.0, f"classical {self.task}")
         else:
             labels = self._network_prediction(volume, lungs, progress, cancel, kind)
         if self.task == "infection":
@@ -158,18 +159,27 @@ class Segmenter:
         from lungseg_core.models.classical import classical_lungs
         from lungseg_core.preprocessing.intensity import hu_from_display
 
+        _report(progress, 0.0, "classical lungs")
         classical = classical_lungs(volume)
         if not classical.any():
             return classical  # the network only adds to the classical lungs
+        check_cancel(cancel)
         planes = None
         if self.spatial_dims == 2:  # axial planes, whatever the storage order
             view = axial_view(volume)
             spacing_mm = view.spacing_zyx[0]
             planes = every_nth(planes_span(view.forward(classical), spacing_mm, COMBINED_PLANE_MARGIN_MM),
                                int(COMBINED_PLANE_STEP_MM // spacing_mm))
-        network = self.network_labels(volume, progress, cancel, kind, planes=planes)
+        # shares of the time measured on LIDC-IDRI-0002 (classical 3 s, network 7 s, fusion 1 s)
+        network = self.network_labels(volume, stage_progress(progress, 0.3, 0.6), cancel, kind, planes=planes)
+        _report(progress, 0.9, "adding the network's dense lung")
         hu = volume.array if volume.intensity == "hu" else hu_from_display(volume.array)
         return add_dense_lung(classical, network > 0, hu, volume)
+
+
+def _report(progress: ProgressCallback | None, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(fraction, message)
 
 
 def planes_span(mask: np.ndarray, spacing_mm: float, margin_mm: float) -> np.ndarray:

@@ -137,6 +137,32 @@ def test_combined_network_sees_only_the_planes_of_the_classical_lungs(tmp_path, 
     np.testing.assert_array_equal(seen["planes"], expected)
 
 
+def test_the_lung_stage_reports_progress_before_during_and_after_its_network(tmp_path, phantom, monkeypatch):
+    """The Slicer progress bar sat at its start for the whole lung stage: the classical part and the fusion
+    reported nothing, and the network's own fractions started the stage over."""
+    from lungseg_core.inference import segmenter as segmenter_module
+
+    def network_spy(network, volume, spec, device, batch_size, progress, cancel, kind=None, mirror=False, planes=None):
+        progress(0.5, "network inference")
+        progress(1.0, "network inference")
+        return np.zeros(volume.shape, np.uint8)
+
+    monkeypatch.setattr(segmenter_module, "predict_labels", network_spy)
+    card = tiny_card(name="tinyfused", num_classes=2)
+    card.update(combine_with_classical=True, labels={"1": "Lung"})
+    card_path = zoo.save_model_package(build_model("resunet", in_channels=1, num_classes=2, base_filters=4), card, tmp_path)
+    reported = []
+    Segmenter(str(card_path), "lungs", device="cpu").predict(phantom.ct, progress=lambda f, m: reported.append((f, m)))
+    fractions = [f for f, _ in reported]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and 0.85 <= fractions[-1] < 1.0
+    assert reported[0][1] == "classical lungs" and reported[-1][1] == "adding the network's dense lung"
+    assert {round(f, 2) for f, m in reported if m == "network inference"} == {0.6, 0.9}  # inside its share
+
+    classical = []
+    Segmenter("threshold", "lungs").predict(phantom.ct, progress=lambda f, m: classical.append(f))
+    assert classical == [0.0, 1.0]
+
+
 @pytest.mark.parametrize("task", ["lungs", "infection"])
 def test_a_network_trained_on_lung_crops_sees_the_ct_cut_to_its_lungs(tmp_path, phantom, monkeypatch, task):
     """Seed 5 trains on lung-cropped slices; shown the whole body instead, its lungs come out at another scale
