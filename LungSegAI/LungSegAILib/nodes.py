@@ -349,6 +349,13 @@ def save_segmentation(node: slicer.vtkMRMLSegmentationNode, path: str | os.PathL
 # ----------------------------------------------------------------------------------------------------------
 # measurements
 # ----------------------------------------------------------------------------------------------------------
+def shown_value(value: float) -> float:
+    """Two decimals, but never fewer than three significant digits: a small infection (0.004% of a lung,
+    0.03 mL) must not read as 0 while any voxel of it exists."""
+    value = float(value)
+    return round(value, 2) if abs(value) >= 1 else float(f"{value:.3g}")
+
+
 def measurement_rows(
     volumes_ml: Mapping[str, float], lungs: np.ndarray | None, infection: np.ndarray | None
 ) -> list[dict[str, object]]:
@@ -358,7 +365,7 @@ def measurement_rows(
     the same grid, so voxel counts give it exactly.
     """
     rows: list[dict[str, object]] = [
-        {"Measurement": f"{name} volume", "Value": round(value, 2), "Unit": "mL"}
+        {"Measurement": f"{name} volume", "Value": shown_value(value), "Unit": "mL"}
         for name, value in volumes_ml.items()
     ]
     if lungs is not None and infection is not None:
@@ -367,12 +374,12 @@ def measurement_rows(
             lung = lungs == label
             total = int(lung.sum())
             percent = 100.0 * np.logical_and(lung, infected).sum() / total if total else 0.0
-            rows.append({"Measurement": f"{side} infection", "Value": round(float(percent), 2), "Unit": "%"})
+            rows.append({"Measurement": f"{side} infection", "Value": shown_value(percent), "Unit": "%"})
         for label, kind in ((GGO, "Ground-glass opacity"), (CONSOLIDATION, "Consolidation")):
             lung_total = int((lungs > 0).sum())
             part = np.logical_and(infection == label, lungs > 0).sum()
             percent = 100.0 * part / lung_total if lung_total else 0.0
-            rows.append({"Measurement": f"{kind} of both lungs", "Value": round(float(percent), 2), "Unit": "%"})
+            rows.append({"Measurement": f"{kind} of both lungs", "Value": shown_value(percent), "Unit": "%"})
     return rows
 
 

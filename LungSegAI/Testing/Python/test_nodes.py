@@ -181,6 +181,21 @@ def test_measurement_rows_give_infected_share_of_each_lung():
     assert rows["Consolidation of both lungs"] == 5.0
 
 
+def test_a_small_infection_never_reads_as_zero_in_the_table():
+    lungs = np.ones((1, 100, 100), np.uint8)  # 10,000 voxels of right lung
+    infection = np.zeros_like(lungs)
+    infection[0, 0, 0] = 1  # one voxel: 0.01 %
+    rows = {r["Measurement"]: r["Value"] for r in
+            nodes.measurement_rows({"Right lung": 3208.0834, "Ground-glass opacity": 0.0042}, lungs, infection)}
+    assert rows["Right lung infection"] == 0.01 and rows["Ground-glass opacity of both lungs"] == 0.01
+    assert rows["Ground-glass opacity volume"] == 0.0042  # round(..., 2) gave 0.0
+    assert rows["Right lung volume"] == 3208.08
+    three_in_100000 = np.zeros((1, 1000, 100), np.uint8)
+    three_in_100000[0, 0, :3] = 1
+    tiny = nodes.measurement_rows({}, np.ones((1, 1000, 100), np.uint8), three_in_100000)
+    assert {r["Measurement"]: r["Value"] for r in tiny}["Right lung infection"] == 0.003
+
+
 def test_table_round_trip_and_replacement(scene):
     rows = [{"Measurement": "Right lung volume", "Value": 1234.5, "Unit": "mL"},
             {"Measurement": "Left lung volume", "Value": 1100.0, "Unit": "mL"}]
