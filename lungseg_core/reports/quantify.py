@@ -137,6 +137,10 @@ def quantify(ct: Volume, lungs: np.ndarray | None, infection: np.ndarray | None)
             notes.append("pixel spacing unknown (image file): volumes assume 1 mm pixels")
     if ct.intensity != "hu":
         notes.append("display-intensity image: intensity statistics are grey levels, HU bands not computed")
+    if lungs is not None and not ct.is_2d and not lungs.any():
+        # a batch over thousands of scans must not count a scan without lungs as a healthy 0% case
+        notes.append("no lung found: not a chest CT, the lungs outside the field of view, or a damaged image; "
+                     "look at the image before using these numbers")
 
     hists = _histograms(ct, lungs, infection)
     result: dict = {

@@ -19,7 +19,7 @@ SUMMARY_COLUMNS = (
     + [f"infection_percent_{lung}" for lung in LUNGS]
     + [f"ggo_percent_{lung}" for lung in LUNGS]
     + [f"consolidation_percent_{lung}" for lung in LUNGS]
-    + ["severity_total"]
+    + ["severity_total", "notes"]
 )
 
 
@@ -36,6 +36,7 @@ def summary_row(case_json: dict) -> dict:
         for lung in LUNGS:
             row[f"{key}_{lung}"] = (m.get(key) or {}).get(lung)
     row["severity_total"] = (m.get("zones") or {}).get("severity_total")
+    row["notes"] = "; ".join(m.get("notes") or [])  # e.g. "no lung found": visible without opening CASE.json
     return row
 
 

@@ -178,6 +178,14 @@ def test_infection_outside_lungs_is_reported_and_excluded():
     assert m["volumes_ml"]["ggo"] == pytest.approx(GGO_VOXELS * VOXEL_ML)
 
 
+def test_a_3d_image_without_lungs_gets_a_note_not_a_silent_zero():
+    volume, lungs, infection = box_case()
+    assert not any("no lung found" in note for note in quantify(volume, lungs, infection)["notes"])
+    empty = quantify(volume, np.zeros_like(lungs), np.zeros_like(infection))
+    assert empty["volumes_ml"]["right_lung"] == 0
+    assert any("no lung found" in note for note in empty["notes"])
+
+
 def test_display_intensity_2d_slice_states_units_and_skips_bands_and_zones():
     array = np.full((1, 20, 20), 200, np.uint8)
     lungs = np.zeros(array.shape, np.uint8)

@@ -33,6 +33,17 @@ def test_csv_has_one_row_per_case_with_known_numbers(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.csv", "summary.png"]
 
 
+def test_a_case_without_lungs_shows_its_note_in_the_summary(tmp_path):
+    import numpy as np
+
+    volume, lungs, infection = box_case()
+    documents = _documents() + [{"case": "no_lungs", "measurements": quantify(volume, np.zeros_like(lungs), None)}]
+    csv_path, _ = write_batch_summary(documents, tmp_path / "out")
+    with open(csv_path, newline="") as handle:
+        notes = {r["case"]: r["notes"] for r in csv.DictReader(handle)}
+    assert notes["box_a"] == "" and notes["no_lungs"].startswith("no lung found")
+
+
 def test_empty_batch_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no case results"):
         write_batch_summary([], tmp_path)
