@@ -6,7 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from lungseg_core.cli.train import add_common_training_arguments, command_line, load_training_config
+from lungseg_core.cli.train import (add_common_training_arguments, command_line, interrupt_on_stop_signals,
+                                     load_training_config)
 
 HELP = "k-fold cross-validation of a training config: train each fold, then score it on its held-out cases."
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         return command_line(["lungseg", "train", str(args.config), "-o", str(fold_dir(out_dir, fold)),
                              "--set", f"folds={args.folds}", "--fold", str(fold)], args)
 
+    interrupt_on_stop_signals()  # Ctrl-C stops the crossval (train_folds raises KeyboardInterrupt: exit 130)
     run_dirs = train_folds(config, out_dir, args.folds, device=args.device, epochs=args.epochs,
                            command_for=command_for, log=say)
     rows = []

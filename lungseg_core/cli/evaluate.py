@@ -16,16 +16,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref", type=Path, required=True, metavar="DIR",
                         help="folder of references: CASE_lungs/CASE_infection labelmaps, CASE.seg.nrrd, "
                              "CASE.nii.gz/.nrrd labelmaps or 2D CASE.png masks, in lungseg's convention (lungs "
-                             "1 = patient's right, 2 = left; infection 1 GGO, 2 consolidation). A plain "
-                             "CASE.nii.gz holding only 1 (or any 0/255 mask) is binary: scored as 'Infection "
-                             "(any)' / 'Lungs (both)' only. Lung references numbering the left lung 1 (e.g. "
+                             "1 = patient's right, 2 = left; infection 1 GGO, 2 consolidation). Binary masks "
+                             "(any 0/255 mask, or a folder whose plain CASE.nii.gz/.png files all hold only 1) "
+                             "are scored as 'Infection (any)' / 'Lungs (both)' only; a folder mixing 0/255 "
+                             "masks and 1/2 labels is refused. Lung references numbering the left lung 1 (e.g. "
                              "COVID-19-CT-Seg, many nnU-Net sets) get a warning and only 'Lungs (both)': "
                              "recode them 1 = right, 2 = left to score each lung")
     parser.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
                         help="folder for metrics.csv, summary.json and boxplot.png (default: PRED/evaluation)")
     parser.add_argument("--task", choices=("lungs", "infection", "all"), default="all",
                         help="what to evaluate (default: all). References without a task in their name count "
-                             "as this task; with 'all', volumes count as lungs and PNG masks as infection")
+                             "as this task; with 'all', volumes count as lungs and PNG masks as infection "
+                             "(give 'lungs' for PNG lung masks)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-case progress and no table")
 
 
@@ -59,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         if summary.get("pixel_unit_cases"):
             print("note: 2D PNG references have no spacing; their HD95/ASD are in pixels")
         if summary.get("binary_reference_cases"):
-            print(f"note: {len(summary['binary_reference_cases'])} binary reference(s) (one foreground value) are "
-                  "scored as Infection (any) / Lungs (both) only")
+            print(f"note: {len(summary['binary_reference_cases'])} binary reference(s) (region masks without "
+                  "classes or sides) are scored as Infection (any) / Lungs (both) only")
     if result.unmatched_predictions:
         print(f"unmatched predictions ({len(result.unmatched_predictions)}): {', '.join(result.unmatched_predictions)}")
     if result.unmatched_references:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.init_weights:
         parts += ["--init-weights", args.init_weights]
     command = command_line(parts, args)
-    interrupt_on_ctrl_break()
+    interrupt_on_stop_signals()
     result = train(config, run_dir, resume=args.resume, device=args.device, epochs=args.epochs, command=command,
                    log=None if args.quiet else print)
     # the trainer's log already ends with "...; model package: PATH"; --quiet silences that log, and the package
@@ -69,15 +69,25 @@ def run(args: argparse.Namespace) -> int:
     if result.package is not None and args.quiet:
         print(f"model package: {result.package}")
     if result.interrupted:
-        print(f"lungseg train: interrupted after epoch {result.epochs_run}; resume with the same command and "
-              "--resume", file=sys.stderr)
+        print(f"lungseg train: {interrupted_advice(result.epochs_run, args.resume)}", file=sys.stderr)
         return 130
     return 0
 
 
-def interrupt_on_ctrl_break() -> None:
-    """On Windows a parent (the Slicer panel's Stop) can only send CTRL_BREAK to a child: make it a Ctrl-C, so
-    training stops the way it does on POSIX (SIGINT), packaging the best checkpoint."""
+def interrupted_advice(epochs_run: int, resumed: bool) -> str:
+    """What to do after a Ctrl-C: resume only when an epoch was saved (a first epoch cut short saves nothing)."""
+    if epochs_run == 0:
+        return "stopped before the first epoch ended: nothing saved; rerun the same command (without --resume)"
+    again = "the same command" if resumed else "the same command and --resume"
+    return f"interrupted after epoch {epochs_run}; resume with {again}"
+
+
+def interrupt_on_stop_signals() -> None:
+    """Make Ctrl-C (SIGINT) interrupt, whatever the parent set. A parent that ignores SIGINT (started with ``&``
+    or nohup, some desktop launchers) passes SIG_IGN on to its children, and the Slicer panel's Stop would then do
+    nothing until its grace time ran out and it killed the trainer without a package. On Windows a parent can
+    only send CTRL_BREAK to a child: it becomes a Ctrl-C too. The trainer turns both into a stop request."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if hasattr(signal, "SIGBREAK"):
         signal.signal(signal.SIGBREAK, signal.default_int_handler)
 

@@ -33,7 +33,10 @@ def fold_dir(out_dir: Path, fold: int) -> Path:
 def train_folds(config, out_dir: Path, folds: int, device: str = "auto", epochs: int | None = None,
                 command_for: Callable[[int], str] = lambda _fold: "",
                 log: Callable[[str], None] | None = print) -> list[Path]:
-    """Train folds 0..folds-1 into ``OUT/fold_K``; finished folds are kept, interrupted ones resumed.
+    """Train folds 0..folds-1 into ``OUT/fold_K``; finished folds are kept, interrupted ones resumed (or
+    retrained when interrupted before their first epoch ended). A Ctrl-C stops the whole run: the interrupted
+    fold's trainer packages its best epoch and returns, and ``KeyboardInterrupt`` is raised here so that no
+    further fold starts.
 
     A fold is kept or resumed only when its ``config.json`` is this run's config of that fold (``--set`` and
     ``--epochs`` applied, ``folds``, ``fold``, the split seed): otherwise nothing is trained and an
@@ -48,15 +51,29 @@ def train_folds(config, out_dir: Path, folds: int, device: str = "auto", epochs:
     for fold, fold_cfg in enumerate(fold_configs):
         run_dir = fold_dir(out_dir, fold)
         run_dirs.append(run_dir)
-        if (run_dir / "summary.json").exists():
+        if fold_finished(run_dir):
             if log:
                 log(f"fold {fold}: already trained ({run_dir}), kept")
             continue
         resume = (run_dir / "checkpoints" / "last.pt").exists()
         if log:
             log(f"fold {fold}/{folds}: {'resuming' if resume else 'training'} in {run_dir}")
-        train(fold_cfg, run_dir, resume=resume, device=device, command=command_for(fold), log=log)
+        result = train(fold_cfg, run_dir, resume=resume, device=device, command=command_for(fold), log=log)
+        if result.interrupted:  # the trainer took Ctrl-C as a stop request: it stops the crossval too
+            if log:
+                log(f"fold {fold} interrupted: rerun the same command to resume it")
+            raise KeyboardInterrupt
     return run_dirs
+
+
+def fold_finished(run_dir: Path) -> bool:
+    """Whether a fold's training ended (all epochs, or early stopping): its summary.json exists and does not say
+    "interrupted". An interrupted fold also has a summary.json, but its model is half-trained: never scored."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and not summary.get("interrupted", False)
 
 
 def fold_config(config, folds: int, fold: int, epochs: int | None = None):
@@ -71,8 +88,8 @@ def check_reusable_folds(fold_configs: list, out_dir: Path) -> None:
     problems, stale = [], []
     for fold, config in enumerate(fold_configs):
         run_dir = fold_dir(out_dir, fold)
-        if not ((run_dir / "summary.json").exists() or (run_dir / "checkpoints" / "last.pt").exists()):
-            continue  # nothing to reuse: trained from scratch
+        if not (fold_finished(run_dir) or (run_dir / "checkpoints" / "last.pt").exists()):
+            continue  # nothing to reuse (an interruption in the first epoch saves nothing): trained from scratch
         saved_path = run_dir / "config.json"
         try:
             saved = json.loads(saved_path.read_text(encoding="utf-8"))

@@ -4,9 +4,9 @@ For every matched case and task (lungs, infection) the prediction is brought ont
 (nearest neighbour when the grids differ) and every metric is computed per label plus for the union of
 the task's labels (both lungs; any infection). References are read in lungseg's convention (lungs 1 right /
 2 left by patient side, infection 1 GGO / 2 consolidation), with two exceptions scored on the union row only:
-binary masks, which mark "infection" or "lung" without classes or sides (:func:`is_binary_mask`), and lung
-references whose label 1 lies on the patient's left of label 2, as in data sets that number the left lung 1
-(with a warning that says how to fix them). Results: ``metrics.csv`` (one row per case, task and label),
+folders of binary masks, which mark "infection" or "lung" without classes or sides (decided once per folder
+and task by :func:`reference_conventions`), and lung references whose label 1 lies on the patient's left of
+label 2, as in data sets that number the left lung 1 (with a warning that says how to fix them). Results: ``metrics.csv`` (one row per case, task and label),
 ``summary.json`` (statistics per task and label, unmatched, skipped and failed cases, units) and
 ``boxplot.png``; all written atomically.
 """
@@ -26,6 +26,7 @@ import numpy as np
 
 from lungseg_core.errors import InputError, LungSegError, OutputError
 from lungseg_core.evaluation.matching import (
+    SEG_SUFFIX,
     TASKS,
     CaseFiles,
     MatchedCase,
@@ -33,7 +34,8 @@ from lungseg_core.evaluation.matching import (
     is_plain_labelmap,
     match_folders,
 )
-from lungseg_core.io import Volume, read_labelmap, write_atomic, write_text_atomic
+from lungseg_core.io import Volume, read_labelmap, read_volume, write_atomic, write_text_atomic
+from lungseg_core.io.readers import BINARY_MASK_VALUE, MAX_INDEX_IN_GREY_MASK, MAX_LABEL_VALUE, is_image_file
 from lungseg_core.io.volume import sides_swapped
 from lungseg_core.io.segmentation_files import segmentation_tasks
 from lungseg_core.labels import CONSOLIDATION, GGO, INFECTION_LABELS, LEFT_LUNG, LUNG_LABELS, RIGHT_LUNG
@@ -58,8 +60,8 @@ PIXEL_UNITS_NOTE = (
     "pixels, nsd_1mm / nsd_3mm use 1 and 3 pixel tolerances, and volume columns are pixel counts / 1000"
 )
 BINARY_NOTE = (
-    "binary references (a plain labelmap whose only foreground value is 1, or any 0/255 mask) mark the task's "
-    "region without its classes or sides: only the union row (Infection (any), Lungs (both)) is scored for them"
+    "binary references (0/255 masks, or a folder whose plain labelmaps all hold only 1) mark the task's region "
+    "without its classes or sides: only the union row (Infection (any), Lungs (both)) is scored for them"
 )
 SWAPPED_SIDES_WARNING = (
     "the reference's right lung (label 1) lies on the patient's left of its left lung (label 2) in the image "
@@ -144,41 +146,24 @@ class Reference:
     warning: str = ""
 
 
-def read_reference(path: Path, task: str) -> Reference:
-    """The reference labelmap of ``task`` (checked by :func:`check_reference_labels`), with the label rows
-    its convention allows."""
+def read_reference(path: Path, task: str, binary_folder: bool) -> Reference:
+    """The reference labelmap of ``task`` with the label rows its folder's convention allows
+    (``binary_folder``: see :func:`reference_conventions`)."""
     ref = read_labelmap(path, task)
-    check_reference_labels(ref, path, task)
+    # checked again: evaluate_folders' probe leaves a reference it cannot read or check out of the decision
+    check_label_values(present_values(ref.array) - {0}, path, task)
     union_only = {key: name for key, name in TASK_LABELS[task].items() if isinstance(key, tuple)}
-    if is_binary_mask(path, ref.array):
-        # its one foreground value (1 or 255) is the whole region: 1, which the union row counts
+    if scored_as_binary(path, binary_folder):
+        # a 0/255 mask already reads as 0/1; any foreground is the region the union row counts
         return Reference(ref.with_array((ref.array > 0).astype(np.uint8)), union_only, binary=True)
     if task == "lungs" and sides_contradict_geometry(ref):
         return Reference(ref, union_only, warning=SWAPPED_SIDES_WARNING)
     return Reference(ref, dict(TASK_LABELS[task]))
 
 
-def is_binary_mask(path: Path, labels: np.ndarray) -> bool:
-    """Whether a reference marks only the task's region ("infection", "lung"), not its classes or sides.
-
-    PNGs: a grey 0/255 mask (the reader has already made it 0/1, so the file tells; palette PNGs hold
-    indices). Volumes: a single foreground value 255, or 1 in a plain labelmap (``CASE.nii.gz``, e.g.
-    COVID-19-CT-Seg's infection_mask or a binary lung mask). A task-suffixed ``CASE_infection.nii.gz`` is in
-    lungseg's convention, where a lone 1 means GGO only (right lung only); Slicer segments are named by class.
-    """
-    if path.name.lower().endswith(".png"):
-        return _is_binary_png(path)
-    values = set(np.flatnonzero(np.bincount(labels.ravel())).tolist()) - {0}
-    return values == {255} or (values == {1} and is_plain_labelmap(path))
-
-
-def _is_binary_png(path: Path) -> bool:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        if image.mode == "P":
-            return False
-        return int(np.asarray(image.convert("L")).max()) > 2
+def scored_as_binary(path: Path, binary_folder: bool) -> bool:
+    """Slicer segments are named by class or side, so a .seg.nrrd is never binary, whatever its folder."""
+    return binary_folder and not path.name.lower().endswith(SEG_SUFFIX)
 
 
 def sides_contradict_geometry(ref: Volume) -> bool:
@@ -192,34 +177,129 @@ def sides_contradict_geometry(ref: Volume) -> bool:
 
 
 # ------------------------------------------------------------------------------------ reference labels
-def check_reference_labels(ref: Volume, ref_path: Path, task: str) -> None:
-    """Refuse a reference whose values cannot be the task's labels rather than score nonsense: values above the
-    task's labels (another convention, e.g. MedSeg's 0..3), or a binary mask (lesion or not) taken as lungs."""
-    if task == "lungs" and ref_path.name.lower().endswith(".png") and is_binary_mask(ref_path, ref.array):
-        raise InputError(
-            f"Reference '{ref_path.name}' is a binary mask (lesion or not): it cannot be scored as right/left lungs",
-            "evaluate it with task infection",
-        )
+def present_values(labels: np.ndarray) -> set[int]:
+    """The values present in a label array (all within 0..255), counted slice by slice: a whole-CT int64 copy
+    (what ``np.bincount(labels.ravel())`` or ``np.unique`` make) would cost 8 bytes per voxel."""
+    counts = np.zeros(MAX_LABEL_VALUE + 1, np.int64)
+    for plane in labels.reshape(labels.shape[0], -1):
+        plane = np.rint(plane) if plane.dtype.kind == "f" else plane  # as read_labelmap rounds float masks
+        counts += np.bincount(plane.astype(np.intp), minlength=counts.size)
+    return set(np.flatnonzero(counts).tolist())
+
+
+def check_label_values(values: set[int], path: Path, task: str) -> None:
+    """Refuse a reference whose foreground values cannot be the task's labels rather than score nonsense:
+    values above them are another convention (e.g. MedSeg's 0..3)."""
     labels = {"lungs": LUNG_LABELS, "infection": INFECTION_LABELS}[task]
-    if int(ref.array.max(initial=0)) > max(labels):
-        unexpected = sorted(set(np.unique(ref.array).tolist()) - {0, *labels})
+    unexpected = sorted(values - set(labels))
+    if unexpected:
         meaning = ", ".join(f"{value} {name}" for value, name in labels.items())
+        shown = ", ".join(str(v) for v in unexpected[:5]) + (", ..." if len(unexpected) > 5 else "")
         raise InputError(
-            f"Reference '{ref_path.name}' holds label values {unexpected[:5]}, which are not {task} labels "
+            f"Reference '{path.name}' holds label values {shown}, which are not {task} labels "
             f"(0 background, {meaning})",
             "recode it to these values, or evaluate the task its labels are for",
         )
 
 
-def check_reference_folder(ref_dir: str | Path, task: str, limit: int = 3) -> None:
-    """:func:`check_reference_labels` on the first ``limit`` cases of ``ref_dir``: a quick check before a long
-    segmentation run (a folder holds one label convention, so a few cases tell)."""
-    tasks = TASKS if task == "all" else (task,)
-    for files in list(index_folder(ref_dir, "reference").values())[:limit]:
-        for each in tasks:
-            path = reference_source(files, each, task)
-            if path is not None:
-                check_reference_labels(read_labelmap(path, each), path, each)
+# what a reference's own values (and name) say about its convention
+BINARY, LABELLED, EITHER = "binary", "labelled", "either"
+
+
+@dataclass(frozen=True)
+class ProbedReference:
+    path: Path
+    values: frozenset  # foreground values as read_labelmap gives them (a 0/255 mask's 255 reads as 1)
+    vote: str  # BINARY, LABELLED or EITHER
+
+
+def probe_reference(path: Path, task: str) -> ProbedReference:
+    """Read one reference's values, check them (:func:`check_label_values`) and say which convention they imply.
+
+    Whether a mask was 0/255 must come from the raw file: read_labelmap has made it 0/1 by then."""
+    if is_image_file(path):
+        values = present_values(read_labelmap(path, task).array) - {0}
+        raw_binary = _grey_mask_above_indices(path)  # read_labelmap took it, so it was 0/255 (or a lossy JPEG)
+    else:
+        raw = _raw_volume_values(path, task)
+        raw_binary = raw == {BINARY_MASK_VALUE}
+        values = {1} if raw_binary else raw
+    check_label_values(values, path, task)
+    return ProbedReference(path, frozenset(values), _vote(path, values, raw_binary))
+
+
+def _raw_volume_values(path: Path, task: str) -> set[int]:
+    array = read_volume(path).array
+    if array.min(initial=0) < 0 or array.max(initial=0) > MAX_LABEL_VALUE:
+        array = read_labelmap(path, task).array  # raises readers' refusal (a CT given as a mask), naming the values
+    return present_values(array) - {0}
+
+
+def _grey_mask_above_indices(path: Path) -> bool:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode == "P":  # palette PNGs hold label indices
+            return False
+        return int(np.asarray(image.convert("L")).max()) > MAX_INDEX_IN_GREY_MASK
+
+
+def _vote(path: Path, values: set[int], raw_binary: bool) -> str:
+    if raw_binary:
+        return BINARY  # 255 is never a label index: a 0/255 export marks a region, whatever the file's name
+    if values - {1}:
+        return LABELLED  # a 2 is a class (consolidation) or a side (left lung)
+    if values and not is_plain_labelmap(path):
+        return LABELLED  # named like lungseg's outputs (CASE_infection.nii.gz): a lone 1 is GGO / the right lung
+    return EITHER  # a plain 0/1 mask: binary, or lungseg labels of a GGO-only / one-lung case
+
+
+def binary_convention(probes: list[ProbedReference], task: str) -> bool:
+    """Whether a folder's ``task`` references are binary masks, decided once for the folder: a plain 0/1 file
+    is GGO only (one lung) among labelled references and a binary mask otherwise. A folder holding both
+    0/255 masks and labelled references is refused: per-case decisions would score a biased subset."""
+    binary = [p for p in probes if p.vote == BINARY]
+    labelled = [p for p in probes if p.vote == LABELLED]
+    if binary and labelled:
+        raise InputError(
+            f"The {task} references mix two conventions: binary 0/255 masks ({_named(binary)}) and lungseg labels "
+            f"({_named(labelled)})",
+            "evaluate them as two --ref folders, one per convention (binary masks get the union row only)",
+        )
+    return not labelled
+
+
+def _named(probes: list[ProbedReference], limit: int = 2) -> str:
+    names = ", ".join(f"'{p.path.name}'" for p in probes[:limit])
+    return names + (f" and {len(probes) - limit} more" if len(probes) > limit else "")
+
+
+def reference_conventions(references: list[CaseFiles], tasks: Iterable[str], requested: str,
+                          keep_going: bool) -> dict[str, bool]:
+    """task -> whether the references of that task are binary (:func:`binary_convention`), from every
+    reference. ``keep_going``: a reference that cannot be read or checked is left out of the decision (its
+    case then fails on its own when scored) instead of raising."""
+    conventions = {}
+    for task in tasks:
+        probes = []
+        for files in references:
+            path = reference_source(files, task, requested)
+            if path is None or path.name.lower().endswith(SEG_SUFFIX):
+                continue  # segments are named: no convention to decide
+            try:
+                probes.append(probe_reference(path, task))
+            except (LungSegError, OSError, ValueError, RuntimeError, MemoryError):
+                if not keep_going:
+                    raise
+        conventions[task] = binary_convention(probes, task)
+    return conventions
+
+
+def check_reference_folder(ref_dir: str | Path, task: str) -> None:
+    """Read and check every reference of ``ref_dir`` for ``task`` (values, one convention per folder): a
+    label file cannot stop a long segmentation run half-way. Reading labels is cheap next to segmenting."""
+    references = list(index_folder(ref_dir, "reference").values())
+    reference_conventions(references, TASKS if task == "all" else (task,), task, keep_going=False)
 
 
 # -------------------------------------------------------------------------------------------- geometry
@@ -249,9 +329,9 @@ def _resample_nearest(pred: Volume, ref: Volume) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- one case
-def evaluate_case_task(case: str, task: str, pred_path: Path, ref_path: Path) -> list[dict]:
+def evaluate_case_task(case: str, task: str, pred_path: Path, ref_path: Path, binary_folder: bool) -> list[dict]:
     """Metric rows of one case and task."""
-    reference = read_reference(ref_path, task)
+    reference = read_reference(ref_path, task, binary_folder)
     ref = reference.volume
     pred_labels = align_to_reference(read_labelmap(pred_path, task), ref)
     physical = ref.spacing_known
@@ -266,9 +346,9 @@ def evaluate_case_task(case: str, task: str, pred_path: Path, ref_path: Path) ->
 
 
 def _evaluate_matched(
-    matched: MatchedCase, tasks: Iterable[str], requested: str
+    matched: MatchedCase, tasks: Iterable[str], requested: str, binary: dict[str, bool]
 ) -> tuple[list[dict], list[dict], list[dict]]:
-    """(rows, failures, skipped) of one matched case."""
+    """(rows, failures, skipped) of one matched case; ``binary``: task -> the folder's convention."""
     rows, failures, skipped = [], [], []
     for task in tasks:
         try:
@@ -279,7 +359,7 @@ def _evaluate_matched(
                     missing = "prediction" if pred_path is None else "reference"
                     skipped.append({"case": matched.case, "task": task, "reason": f"no {task} {missing}"})
                 continue
-            rows.extend(evaluate_case_task(matched.case, task, pred_path, ref_path))
+            rows.extend(evaluate_case_task(matched.case, task, pred_path, ref_path, binary[task]))
         except (LungSegError, OSError, ValueError, RuntimeError, MemoryError) as exc:
             message = exc.one_line() if isinstance(exc, LungSegError) else f"{type(exc).__name__}: {exc}"
             failures.append({"case": matched.case, "task": task, "error": message})
@@ -368,7 +448,7 @@ def write_worst_case_overlays(folder: Path, worst: list[dict]) -> list[Path]:
     written = []
     for row in worst:
         pred_path, ref_path = row["_sources"]
-        ref = read_reference(ref_path, row["task"]).volume
+        ref = read_reference(ref_path, row["task"], row["_binary"]).volume
         pred = align_to_reference(read_labelmap(pred_path, row["task"]), ref)
         aspect = ref.spacing[1] / ref.spacing[0] if ref.spacing_known else 1.0
         title = f"{row['case']} ({row['task']}): Dice {row['dice']:.3f}"
@@ -398,12 +478,15 @@ def evaluate_folders(
     out_dir = Path(out_dir) if out_dir is not None else pred_dir / "evaluation"
     matching = match_folders(pred_dir, ref_dir)
     tasks = TASKS if task == "all" else (task,)
+    if progress:
+        print(f"checking {len(matching.cases)} reference(s)", file=sys.stderr, flush=True)
+    binary = reference_conventions([m.ref for m in matching.cases], tasks, task, keep_going=True)
 
     rows, failures, skipped = [], [], []
     for index, matched in enumerate(matching.cases, start=1):
         if progress:
             print(f"[{index}/{len(matching.cases)}] {matched.case}", file=sys.stderr, flush=True)
-        case_rows, case_failures, case_skipped = _evaluate_matched(matched, tasks, task)
+        case_rows, case_failures, case_skipped = _evaluate_matched(matched, tasks, task, binary)
         rows += case_rows
         failures += case_failures
         skipped += case_skipped

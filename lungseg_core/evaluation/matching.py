@@ -4,7 +4,7 @@ Prediction folders hold ``lungseg segment`` outputs: ``CASE_lungs.nii.gz``, ``CA
 ``CASE.seg.nrrd``. Reference folders may hold the same task-suffixed labelmaps, a Slicer ``CASE.seg.nrrd``,
 a plain labelmap ``CASE.nii.gz`` / ``CASE.nrrd`` / ... or a 2D ``CASE.png`` mask (0/255 binary or palette
 indices). Values are read in the lungseg convention (lungs 1 right / 2 left, infection 1 GGO / 2 consolidation),
-except that a plain mask with a single foreground value is binary (``evaluate.is_binary_mask``).
+except in folders of binary masks (decided once per folder by ``evaluate.reference_conventions``).
 
 Names match exactly first; what is left matches on a normalised key (lower case, without a trailing
 nnU-Net channel ``_0000`` or words such as ``_mask``, ``_gt``, ``_label``), when that key is unique on both

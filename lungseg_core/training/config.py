@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +179,30 @@ class TrainConfig:
             return None
         path = Path(os.path.expanduser(os.path.expandvars(root)))
         if not path.is_absolute() and self.source_path:
-            path = Path(self.source_path).resolve().parent / path
+            path = self.folder() / path
         return path
+
+    def folder(self) -> Path | None:
+        """The folder relative data roots start from: the config file's (None: the current folder)."""
+        return Path(self.source_path).resolve().parent if self.source_path else None
+
+    def with_resolved_roots(self) -> "TrainConfig":
+        """This config with every data root absolute, as a run saves it: the run's config.json then reads the
+        same data from the run folder as the recipe did from its own folder."""
+        data = [replace(source, root=absolute_root(source.root, self.folder())) if source.root is not None else source
+                for source in self.data]
+        return replace(self, data=data)
+
+    def missing_optional_sources(self) -> list[int]:
+        """Indices of the ``optional`` sources whose folder is missing (skipped by the data loading)."""
+        return [index for index, source in enumerate(self.data)
+                if source.optional and source.root is not None and not self.resolve_root(source.root).exists()]
+
+
+def absolute_root(root: str, folder: Path | None) -> str:
+    """``root`` with variables expanded, relative to ``folder`` (None: the current folder), made absolute."""
+    path = Path(os.path.expanduser(os.path.expandvars(root)))
+    return str((folder / path if folder is not None and not path.is_absolute() else path).resolve())
 
 
 def _as_list(value: Any, where: str) -> list:
@@ -321,15 +343,39 @@ def _shown(value, width: int = 60) -> str:
 
 def saved_config_differences(saved: dict, config: TrainConfig, may_differ: tuple[str, ...] = ()) -> list[str]:
     """The differences between a run's saved config (``config.json``, or the one in its checkpoint) and
-    ``config``, leaving out :data:`NOT_COMPARED` and ``may_differ`` (top-level keys)."""
+    ``config``, leaving out :data:`NOT_COMPARED` and ``may_differ`` (top-level keys).
+
+    Data roots are compared as the folders they name, not as written: the same relative root read from two
+    config files in different folders is other data. Runs save their roots absolute; a relative root saved by an
+    older version is taken relative to ``config``'s folder, as those versions compared it (same text, same
+    folder)."""
     ignored = NOT_COMPARED + tuple(may_differ)
-    return config_differences(_without(with_defaults(saved), ignored), _without(config_json(config), ignored))
+    saved = _roots_resolved(with_defaults(saved), config.folder())
+    return config_differences(_without(saved, ignored), _without(config_json(config.with_resolved_roots()), ignored))
+
+
+def saved_roots_are_relative(saved: dict) -> bool:
+    """Whether a saved config holds a relative data root (saved before runs stored them absolute)."""
+    data = saved.get("data")
+    return isinstance(data, list) and any(
+        isinstance(source, dict) and isinstance(source.get("root"), str)
+        and not Path(os.path.expanduser(os.path.expandvars(source["root"]))).is_absolute() for source in data)
+
+
+def _roots_resolved(values: dict, folder: Path | None) -> dict:
+    data = values.get("data")
+    if not isinstance(data, list):
+        return values
+    resolved = [{**source, "root": absolute_root(source["root"], folder)}
+                if isinstance(source, dict) and isinstance(source.get("root"), str) else source for source in data]
+    return {**values, "data": resolved}
 
 
 def listed_differences(differences: list[str], limit: int = 6) -> str:
     """The first ``limit`` differences for a one-line message, and how many more there are."""
-    more = [f"and {len(differences) - limit} more"] if len(differences) > limit else []
-    return ", ".join(differences[:limit] + more)
+    from lungseg_core.text import shown_list
+
+    return shown_list(differences, limit)
 
 
 def config_json(config: TrainConfig) -> dict:

@@ -35,6 +35,7 @@ from lungseg_core.io.readers import (IMAGE_SUFFIXES, MAX_LABEL_VALUE, VOLUME_SUF
 from lungseg_core.io.volume import Volume, patient_left_score, sides_swapped
 from lungseg_core.labels import CONSOLIDATION, GGO, INFECTION_LABELS, LEFT_LUNG, LUNG_LABELS, RIGHT_LUNG
 from lungseg_core.labels import TASKS
+from lungseg_core.text import shown_list
 
 LAYOUT_HELP = {
     "covid19_ct_seg": "COVID-19-CT-Seg: metadata.csv with ct_scan, lung_mask, infection_mask columns",
@@ -106,12 +107,6 @@ class Dataset:
     def describe(self) -> str:
         where = self.root if self.root is not None else "(generated)"
         return f"{len(self)} case(s), layout '{self.layout}', task '{self.task}', from {where}"
-
-
-def name_list(names: list[str], shown: int = NAMES_SHOWN) -> str:
-    """``a, b, c and 4 more``: names for a one-line note."""
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 def _shown(path: Path) -> str:
@@ -364,7 +359,7 @@ def _required_dir(root: Path, name: str, layout: str) -> Path:
 def _note_unlabelled(notes: list[str], images: list[str], where: str) -> None:
     if images:
         notes.append(f"{len(images)} image(s) without labels skipped (no file of the same name in {where}): "
-                     f"{name_list(images)}")
+                     f"{shown_list(images, NAMES_SHOWN)}")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -785,7 +780,7 @@ def _slicer_sources(root: Path, task: str, options: dict, notes: list[str]) -> l
         sources.append(CaseSource(name, name, lambda i=image, s=seg, n=name: _load_slicer_case(i, s, n, task, label_map)))
     _refuse_unmatched_segments(segments, task, label_map)
     if unpaired:
-        notes.append(f"{len(unpaired)} segmentation(s) without a volume of the same name skipped: {name_list(unpaired)}")
+        notes.append(f"{len(unpaired)} segmentation(s) without a volume of the same name skipped: {shown_list(unpaired, NAMES_SHOWN)}")
     return sources
 
 

@@ -355,11 +355,18 @@ def _stack_entries(entries: list, config, spec: SliceSpec, training: bool, rng: 
 
 
 def _not_hu_note(names: list[str], task: str) -> str:
-    from lungseg_core.training.datasets import name_list
+    from lungseg_core.text import shown_list
 
     what = "skipped as lesion hosts" if task == "infection" else "kept without synthetic lesion copies"
     return (f"{len(names)} case(s) with display intensities (0-255), not HU, {what}: synthetic lesions need HU "
-            f"({name_list(names)})")
+            f"({shown_list(names)})")
+
+
+# the two notes that say the run has no held-out validation: its scores are on training data. They are logged,
+# and the Slicer training panel turns a log line holding one of them into a warning (import them, do not copy)
+NO_VALIDATION_PATIENT = "no validation patient: validating on the training cases (no held-out estimate)"
+NO_INFORMATIVE_VALIDATION = "no informative validation slices: validating on the training slices"
+NO_HELD_OUT_NOTES = (NO_VALIDATION_PATIENT, NO_INFORMATIVE_VALIDATION)
 
 
 def build_training_data(config, say=lambda _msg: None) -> TrainingData:
@@ -370,7 +377,7 @@ def build_training_data(config, say=lambda _msg: None) -> TrainingData:
     note = None
     if not held_out:
         val_entries = train_entries
-        note = "no validation patient: validating on the training cases (no held-out estimate)"
+        note = NO_VALIDATION_PATIENT
     if test_entries:
         note = (f"fold {config.fold} of {config.folds}: {len(test_entries)} test case(s) held out for scoring, "
                 f"never read here" + (f"; {note}" if note else ""))
@@ -390,5 +397,6 @@ def build_training_data(config, say=lambda _msg: None) -> TrainingData:
                          "check that the labels are not empty, or set drop_noninformative to false")
     if len(val) == 0:
         val, held_out = train, False
-        notes.append("no informative validation slices: validating on the training slices")
+        notes.append(NO_INFORMATIVE_VALIDATION)
+        say(notes[-1])  # logged like every other note: the Slicer panel warns on these lines (NO_HELD_OUT_NOTES)
     return TrainingData(train, val, train_names, val_names, descriptions, notes, held_out)

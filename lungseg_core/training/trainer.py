@@ -33,9 +33,11 @@ from torch.utils.data import DataLoader, Subset
 from lungseg_core.errors import InputError, ModelError
 from lungseg_core.io.atomic import atomic_path, write_text_atomic
 from lungseg_core.labels import INFECTION_LABELS, LUNG_LABELS, label_column
+from lungseg_core.text import shown_list
 from lungseg_core.training.config import TrainConfig
 from lungseg_core.training.losses import build_loss
 from lungseg_core.training.sampling import SliceDataset, TrainingData, build_training_data
+from lungseg_core.training.stop import StopRequest
 
 CHECKPOINT_VERSION = 1
 
@@ -219,7 +221,10 @@ def _loader(dataset, batch_size: int, shuffle: bool, seed: int, epoch: int, info
                       drop_last=shuffle and per_rank > batch_size)  # no 1-slice batches through BatchNorm
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, amp: bool, grad_clip: float) -> tuple[float, int]:
+def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, amp: bool, grad_clip: float,
+                    stop: Callable[[], bool] = lambda: False) -> tuple[float, int]:
+    """Sums (loss*n, n) over the loader; ``stop()`` is asked after every batch (before the next is fetched), so a
+    Ctrl-C ends the epoch at a batch boundary (the caller then drops the unfinished epoch)."""
     model.train()
     total, count = 0.0, 0
     for images, labels in loader:
@@ -238,13 +243,17 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, amp: bool
         scaler.update()
         total += float(loss.item()) * images.shape[0]
         count += images.shape[0]
+        if stop():
+            break
     return total, count
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, device, num_classes: int, amp: bool) -> list[float]:
+def evaluate(model, loader, loss_fn, device, num_classes: int, amp: bool,
+             stop: Callable[[], bool] = lambda: False) -> list[float]:
     """Sums [loss*n, n, tp_1.., tp_any, fp_1.., fp_any, fn_1.., fn_any] over the loader (reduced across ranks
-    by the caller); "any" is all foreground classes together."""
+    by the caller); "any" is all foreground classes together. ``stop()`` ends it early (a local check: ranks hold
+    different numbers of validation batches, so no collective can run per batch here)."""
     model.eval()
     loss_sum, count = 0.0, 0
     tp = torch.zeros(num_classes, dtype=torch.float64)
@@ -261,6 +270,8 @@ def evaluate(model, loader, loss_fn, device, num_classes: int, amp: bool) -> lis
             tp[i] += (p & r).sum().item()
             fp[i] += (p & ~r).sum().item()
             fn[i] += (~p & r).sum().item()
+        if stop():
+            break
     return [loss_sum, float(count), *tp.tolist(), *fp.tolist(), *fn.tolist()]
 
 
@@ -377,126 +388,193 @@ def train(
             dist.destroy_process_group()
 
 
+@dataclass
+class _Parts:
+    """What one run trains with: the network (DDP-wrapped under torchrun) and its optimiser state."""
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    loss_fn: Callable
+    amp: bool
+
+
 def _train(config, run_dir, resume, device, command, info: DistInfo, say) -> TrainResult:
-    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    last_path = run_dir / "checkpoints" / "last.pt"
     if info.is_main:
         _check_run_dir(run_dir, resume, last_path)
+    # checked before the data load: a refused resume should not cost minutes of reading CTs first
+    checkpoint = load_checkpoint(last_path) if resume else None
+    if checkpoint is not None:
+        _check_resumable(checkpoint, config, last_path, run_dir, say)
+    missing_sources = config.missing_optional_sources()
     seed_everything(config.seed + info.rank)
+    data = _load_data(config, say)
+    if checkpoint is not None:
+        _check_same_cases(checkpoint, data, last_path)
+    parts = _build_parts(config, device, info, resume, say)
+    state = {"epoch": 0, "best_value": None, "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
+    if checkpoint is not None:
+        _restore(parts, checkpoint, state, info)
+        say(f"resumed from epoch {state['epoch']} ({last_path})")
+    if info.is_main:  # roots saved absolute: resuming with this file reads the data the run read (see config.py)
+        write_text_atomic(run_dir / "config.json", json.dumps(_saved_config(config), indent=2) + "\n")
+    extra = {"cases": {"train": data.train_cases, "val": data.val_cases}, "missing_sources": missing_sources}
+    with StopRequest(info.enabled, device) as stop:
+        ending = _run_epochs(config, run_dir, data, parts, state, extra, device, info, stop, say)
+        interrupted = ending == "interrupted"
+        if interrupted:
+            say(f"interrupted during epoch {state['epoch'] + 1}: packaging the best checkpoint so far")
+        package = _finish(config, run_dir, data, state, command, device, info, ending, say) if info.is_main else None
+    if info.enabled:  # every rank agreed on the stop (StopRequest.agreed), so every rank reaches the barrier
+        dist.barrier()
+    return TrainResult(run_dir, state["epoch"], state["best_epoch"], state["best_value"], ending == "early", package,
+                       state["history"], interrupted)
+
+
+def _load_data(config: TrainConfig, say) -> TrainingData:
     started = time.perf_counter()
     data = build_training_data(config, say)
     say(f"data: {len(data.train)} training / {len(data.val)} validation slices "
         f"({len(data.train_cases)} / {len(data.val_cases)} cases) in {time.perf_counter() - started:.1f} s")
+    return data
 
+
+def _build_parts(config: TrainConfig, device: torch.device, info: DistInfo, resume: bool, say) -> _Parts:
     model = build_network(config).to(device)
-    if config.init_weights and not resume:
+    if config.init_weights and not resume:  # a resume takes its weights from last.pt instead
         weights, fresh = initial_weights(config, model)
         model.load_state_dict(weights)
         say(f"fine-tuning from {config.init_weights}" + (f" (started afresh: {', '.join(fresh)})" if fresh else ""))
     if info.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = build_optimizer(config, model.parameters())
-    scheduler = build_scheduler(config, optimizer)
     amp = bool(config.amp and device.type == "cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    loss_fn = build_loss(config.loss, **config.loss_kwargs)
+    return _Parts(model, optimizer, build_scheduler(config, optimizer), torch.amp.GradScaler("cuda", enabled=amp),
+                  build_loss(config.loss, **config.loss_kwargs), amp)
 
-    state = {"epoch": 0, "best_value": None, "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
-    if resume:
-        checkpoint = load_checkpoint(last_path)
-        _check_resumable(checkpoint, config, last_path)
-        _unwrap(model).load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None and checkpoint.get("scheduler") is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        if checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        state.update({k: checkpoint[k] for k in state})
-        _set_rng_state(checkpoint["rng"][info.rank] if isinstance(checkpoint["rng"], list) else checkpoint["rng"])
-        say(f"resumed from epoch {state['epoch']} ({last_path})")
-    if info.is_main:
-        write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
+def _restore(parts: _Parts, checkpoint: dict, state: dict, info: DistInfo) -> None:
+    _unwrap(parts.model).load_state_dict(checkpoint["model"])
+    parts.optimizer.load_state_dict(checkpoint["optimizer"])
+    if parts.scheduler is not None and checkpoint.get("scheduler") is not None:
+        parts.scheduler.load_state_dict(checkpoint["scheduler"])
+    if checkpoint.get("scaler"):
+        parts.scaler.load_state_dict(checkpoint["scaler"])
+    state.update({k: checkpoint[k] for k in state})
+    _set_rng_state(checkpoint["rng"][info.rank] if isinstance(checkpoint["rng"], list) else checkpoint["rng"])
+
+
+def _saved_config(config: TrainConfig) -> dict:
+    """The config as a run saves it (config.json, last.pt): data roots absolute."""
+    return config.with_resolved_roots().to_dict()
+
+
+def _run_epochs(config, run_dir, data, parts: _Parts, state: dict, extra: dict, device, info: DistInfo,
+                stop: StopRequest, say) -> str:
+    """Train the remaining epochs; returns how the loop ended: "finished", "early" (early stopping) or
+    "interrupted" (a stop request, honoured at a batch boundary or once an epoch's files are all written)."""
     train_ds = SliceDataset(data.train, config.augmentation, seed=config.seed)
     val_ds = Subset(SliceDataset(data.val), range(info.rank, len(data.val), info.world_size))
-    pin = device.type == "cuda"
-    stopped_early = interrupted = False
-    try:
-        for epoch in range(state["epoch"] + 1, config.epochs + 1):
-            tic = time.perf_counter()
-            train_ds.set_epoch(epoch)
-            loader = _loader(train_ds, config.batch_size, True, config.seed, epoch, info, config.num_workers, pin)
-            train_sum, train_count = _all_reduce(
-                list(train_one_epoch(model, loader, loss_fn, optimizer, scaler, device, amp, config.grad_clip)),
-                info, device,
-            )
-            val_loader = _loader(val_ds, config.batch_size, False, config.seed, epoch, info, config.num_workers, pin)
-            sums = _all_reduce(evaluate(model, val_loader, loss_fn, device, config.num_classes, amp), info, device)
-            dices, dice_any = _dice_from_sums(sums, config.num_classes)
-            row = {
-                "epoch": epoch,
-                "train_loss": train_sum / max(train_count, 1),
-                "val_loss": sums[0] / max(sums[1], 1),
-                "val_dice": float(np.mean(dices)),
-                "val_dice_any": dice_any,
-                **{f"val_dice_{label_column(name)}": d
-                   for name, d in zip(label_names(config.task, config.num_classes).values(), dices)},
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": 0.0,
-            }
-            monitored = row[config.monitor]
-            if scheduler is not None:
-                scheduler.step(monitored) if config.scheduler == "plateau" else scheduler.step()
-            improved = _improved(monitored, state["best_value"], config.monitor, config.min_delta)
-            if improved:
-                state.update(best_value=monitored, best_epoch=epoch, bad_epochs=0)
-            else:
-                state["bad_epochs"] += 1
-            row["seconds"] = round(time.perf_counter() - tic, 3)
-            row["best"] = int(improved)
-            state["seconds"] += row["seconds"]
-            state["history"].append(row)
-            state["epoch"] = epoch
-            rng = _gather_rng(info)
-            if info.is_main:
-                weights = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
-                if improved:
-                    _save_checkpoint(best_path, {"model": weights, "epoch": epoch, "value": monitored,
-                                                 "monitor": config.monitor})
-                _save_checkpoint(last_path, {
-                    "version": CHECKPOINT_VERSION, "model": weights, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict() if amp else None, "rng": rng, "config": config.to_dict(),
-                    **state,
-                })
-                write_log_csv(run_dir / "log.csv", state["history"])
-                plot_curves(run_dir / "curves.png", state["history"], config.name)
-            say(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
-                f"val Dice {row['val_dice']:.4f}" + (f" (any {dice_any:.4f})" if config.num_classes > 2 else "")
-                + f", lr {row['lr']:.2e}, {row['seconds']:.1f} s" + (" *best*" if improved else ""))
-            if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
-                stopped_early = True
-                say(f"early stopping: no improvement of {config.monitor} for {state['bad_epochs']} epochs")
-                break
-    except KeyboardInterrupt:  # Ctrl-C, or Stop in the Slicer panel: keep what was learnt, package the best epoch
-        interrupted = True
-        say(f"interrupted during epoch {state['epoch'] + 1}: packaging the best checkpoint so far")
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        tic = time.perf_counter()
+        row = _run_epoch(config, parts, train_ds, val_ds, epoch, device, info, stop)
+        if row is None:  # stopped mid-epoch: the epoch is dropped, the files still hold the one before
+            return "interrupted"
+        row["seconds"] = round(time.perf_counter() - tic, 3)
+        improved = _record_epoch(config, run_dir, parts, state, row, extra, info)
+        say(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
+            f"val Dice {row['val_dice']:.4f}" + (f" (any {row['val_dice_any']:.4f})" if config.num_classes > 2 else "")
+            + f", lr {row['lr']:.2e}, {row['seconds']:.1f} s" + (" *best*" if improved else ""))
+        if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
+            say(f"early stopping: no improvement of {config.monitor} for {state['bad_epochs']} epochs")
+            return "early"
+        if epoch < config.epochs and stop.agreed():  # after the last epoch a stop changes nothing
+            return "interrupted"
+    return "finished"
 
-    package = None
+
+def _run_epoch(config, parts: _Parts, train_ds, val_ds, epoch: int, device, info: DistInfo,
+               stop: StopRequest) -> dict | None:
+    """Train and validate one epoch: its log row (``seconds`` left to the caller), or None when stopped."""
+    pin = device.type == "cuda"
+    train_ds.set_epoch(epoch)
+    loader = _loader(train_ds, config.batch_size, True, config.seed, epoch, info, config.num_workers, pin)
+    train_sum, train_count = _all_reduce(list(train_one_epoch(
+        parts.model, loader, parts.loss_fn, parts.optimizer, parts.scaler, device, parts.amp, config.grad_clip,
+        stop.agreed)), info, device)
+    if stop.agreed():
+        return None
+    val_loader = _loader(val_ds, config.batch_size, False, config.seed, epoch, info, config.num_workers, pin)
+    sums = _all_reduce(evaluate(parts.model, val_loader, parts.loss_fn, device, config.num_classes, parts.amp,
+                                lambda: stop.requested), info, device)
+    if stop.agreed():  # validation cut short: its scores would not be the epoch's
+        return None
+    dices, dice_any = _dice_from_sums(sums, config.num_classes)
+    names = label_names(config.task, config.num_classes).values()
+    return {
+        "epoch": epoch,
+        "train_loss": train_sum / max(train_count, 1),
+        "val_loss": sums[0] / max(sums[1], 1),
+        "val_dice": float(np.mean(dices)),
+        "val_dice_any": dice_any,
+        **{f"val_dice_{label_column(name)}": d for name, d in zip(names, dices)},
+        "lr": parts.optimizer.param_groups[0]["lr"],
+        "seconds": 0.0,
+    }
+
+
+def _record_epoch(config, run_dir: Path, parts: _Parts, state: dict, row: dict, extra: dict, info: DistInfo) -> bool:
+    """Step the schedule, update ``state`` with the epoch and write best.pt, last.pt, log.csv and curves.png;
+    whether the epoch is the best so far. Runs with stop signals held back (StopRequest), so the files and
+    ``state`` always name the same epochs."""
+    monitored = row[config.monitor]
+    if parts.scheduler is not None:
+        parts.scheduler.step(monitored) if config.scheduler == "plateau" else parts.scheduler.step()
+    improved = _improved(monitored, state["best_value"], config.monitor, config.min_delta)
+    if improved:
+        state.update(best_value=monitored, best_epoch=row["epoch"], bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    row["best"] = int(improved)
+    state["seconds"] += row["seconds"]
+    state["history"].append(row)
+    state["epoch"] = row["epoch"]
+    rng = _gather_rng(info)  # a collective under torchrun: every rank calls it
     if info.is_main:
-        package = _write_package(config, run_dir, best_path, data, state, command, device, info)
-        summary = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "monitor": config.monitor,
-                   "best_value": state["best_value"], "stopped_early": stopped_early, "interrupted": interrupted,
-                   "seconds": state["seconds"],
-                   "package": str(package) if package else None, "train_cases": data.train_cases,
-                   "val_cases": data.val_cases, "notes": data.notes}
-        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        if package is not None:
-            say(f"best epoch {state['best_epoch']} ({config.monitor} {state['best_value']:.4f}); model package: {package}")
-    if info.enabled and not interrupted:  # an interrupted rank may never reach the barrier
-        dist.barrier()
-    return TrainResult(run_dir, state["epoch"], state["best_epoch"], state["best_value"], stopped_early, package,
-                       state["history"], interrupted)
+        _save_checkpoints(config, run_dir, parts, state, rng, extra, improved, monitored)
+        write_log_csv(run_dir / "log.csv", state["history"])
+        plot_curves(run_dir / "curves.png", state["history"], config.name)
+    return improved
+
+
+def _save_checkpoints(config, run_dir: Path, parts: _Parts, state: dict, rng, extra: dict, improved: bool,
+                      monitored: float) -> None:
+    weights = {k: v.detach().cpu() for k, v in _unwrap(parts.model).state_dict().items()}
+    if improved:
+        _save_checkpoint(run_dir / "checkpoints" / "best.pt",
+                         {"model": weights, "epoch": state["epoch"], "value": monitored, "monitor": config.monitor})
+    _save_checkpoint(run_dir / "checkpoints" / "last.pt", {
+        "version": CHECKPOINT_VERSION, "model": weights, "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
+        "scaler": parts.scaler.state_dict() if parts.amp else None, "rng": rng, "config": _saved_config(config),
+        **extra, **state,
+    })
+
+
+def _finish(config, run_dir: Path, data: TrainingData, state: dict, command: str, device, info: DistInfo,
+            ending: str, say) -> Path | None:
+    """Package the best epoch and write summary.json (rank 0); the package path, None before any epoch ended."""
+    package = _write_package(config, run_dir, run_dir / "checkpoints" / "best.pt", data, state, command, device, info)
+    summary = {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "monitor": config.monitor,
+               "best_value": state["best_value"], "stopped_early": ending == "early",
+               "interrupted": ending == "interrupted", "seconds": state["seconds"],
+               "package": str(package) if package else None, "train_cases": data.train_cases,
+               "val_cases": data.val_cases, "notes": data.notes}
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if package is not None:
+        say(f"best epoch {state['best_epoch']} ({config.monitor} {state['best_value']:.4f}); model package: {package}")
+    return package
 
 
 def _gather_rng(info: DistInfo):
@@ -523,16 +601,63 @@ def _check_run_dir(run_dir: Path, resume: bool, last_path: Path) -> None:
 RESUME_MAY_CHANGE = ("epochs",)
 
 
-def _check_resumable(checkpoint: dict, config: TrainConfig, path: Path) -> None:
-    """Refuse to resume when ``config`` differs from the run's own (saved in the checkpoint, which the run's
-    config.json repeats) in anything but ``epochs`` and the keys crossval lets differ (``NOT_COMPARED``)."""
-    from lungseg_core.training.config import listed_differences, saved_config_differences
+def _check_resumable(checkpoint: dict, config: TrainConfig, path: Path, run_dir: Path, say) -> None:
+    """Refuse to resume when ``config`` would read other data or train another recipe than the run's own (saved
+    in the checkpoint, which the run's config.json repeats): only ``epochs`` and the keys crossval lets differ
+    (``NOT_COMPARED``) may change."""
+    from lungseg_core.training.config import listed_differences, saved_config_differences, saved_roots_are_relative
 
-    differences = saved_config_differences(checkpoint.get("config", {}), config, RESUME_MAY_CHANGE)
+    saved = checkpoint.get("config", {})
+    own_file = config.source_path and Path(config.source_path).resolve() == (run_dir / "config.json").resolve()
+    if own_file and saved_roots_are_relative(saved):
+        # saved before runs stored their roots absolute: relative to the recipe's folder, not the run's
+        raise InputError(f"Cannot resume '{path}' with its own config.json: its relative data roots belong to the "
+                         "folder of the config file the run was started with",
+                         "resume with that config file and the run's --set/--fold options (its model card's "
+                         "\"command\"); only --epochs may change")
+    differences = saved_config_differences(saved, config, RESUME_MAY_CHANGE)
     if differences:
         raise InputError(f"Cannot resume '{path}': it was trained with another config ({listed_differences(differences)})",
-                         "resume with the run's own config (RUN_DIR/config.json; only --epochs may change), "
-                         "or start a new run in another folder (-o)")
+                         "resume with the run's own config: RUN_DIR/config.json, or the config file and --set/--fold "
+                         "options the run was started with (its model card's \"command\"); only --epochs may change. "
+                         "Or start a new run in another folder (-o)")
+    _check_optional_sources(checkpoint, config, path, say)
+
+
+def _check_optional_sources(checkpoint: dict, config: TrainConfig, path: Path, say) -> None:
+    """An ``optional`` source is skipped when its folder is missing: on resume that would continue the run on
+    other data without a word, so its presence must be what it was when the run started."""
+    missing = config.missing_optional_sources()
+    roots = [str(config.resolve_root(config.data[index].root)) for index in missing]
+    if "missing_sources" not in checkpoint:  # saved by an older version, which did not record it
+        if missing:
+            say(f"warning: optional data source(s) {', '.join(roots)} missing; this run's checkpoint does not say "
+                "whether they were there when it started: if they were, the resumed epochs train on other data")
+        return
+    changed = sorted(set(missing) ^ set(checkpoint["missing_sources"]))
+    if changed:
+        what = [f"data[{i}] {config.resolve_root(config.data[i].root)} "
+                + ("is missing (the run trained on it)" if i in missing else "is there now (the run had none)")
+                for i in changed]
+        raise InputError(f"Cannot resume '{path}': its optional data changed ({'; '.join(what)})",
+                         "restore the data as it was when the run started, or start a new run in another folder (-o)")
+
+
+def _check_same_cases(checkpoint: dict, data: TrainingData, path: Path) -> None:
+    """The run's split must be the one saved: other cases (files added or removed) would continue the weights on
+    other data, and validation cases could be cases the saved epochs trained on."""
+    from lungseg_core.text import shown_list
+
+    saved = checkpoint.get("cases")
+    if saved is None:  # saved by an older version
+        return
+    for side, now in (("training", data.train_cases), ("validation", data.val_cases)):
+        before = saved["train" if side == "training" else "val"]
+        if list(before) != list(now):
+            gone, new = sorted(set(before) - set(now)), sorted(set(now) - set(before))
+            raise InputError(f"Cannot resume '{path}': its {side} cases changed (no longer there: "
+                             f"{shown_list(gone) or 'none'}; new: {shown_list(new) or 'none'})",
+                             "resume on the data the run started with, or start a new run in another folder (-o)")
 
 
 def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: TrainingData, state: dict,
@@ -547,8 +672,7 @@ def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: Tr
     best_row = next(row for row in state["history"] if row["epoch"] == best["epoch"])
     metric_command = command or f"lungseg train {config.source_path or 'CONFIG.json'}"
     if data.held_out_validation:
-        where = f"validation split ({len(data.val_cases)} case(s): {', '.join(data.val_cases[:8])}"
-        where += ", ...)" if len(data.val_cases) > 8 else ")"
+        where = f"validation split ({len(data.val_cases)} case(s): {shown_list(data.val_cases, 8)})"
     else:
         where = "the training slices themselves (no validation split): not an estimate of accuracy on new cases"
     metrics = {

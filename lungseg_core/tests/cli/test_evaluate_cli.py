@@ -13,6 +13,7 @@ from lungseg_core.io import write_labelmap
 from lungseg_core.tests.evaluation.test_evaluate import (
     SHIFT_X,
     SPACING_XYZ,
+    make_binary_png_folders,
     make_folders,
     phantom_labels,
     reference_volume,
@@ -37,15 +38,12 @@ def test_evaluate_writes_results_and_prints_a_table(folders, tmp_path, capsys):
     assert code == 0
     assert "Left lung" in printed.out and "Infection (any)" in printed.out
     assert "unmatched predictions (1): lonely" in printed.out
-    assert "[1/5]" in printed.err  # progress goes to stderr
+    assert "[1/4]" in printed.err  # progress goes to stderr
     rows = read_rows(out / "metrics.csv")
     # perfect case: Dice 1 for every label of both tasks
     assert all(float(rows[("perfect", t, l)]["dice"]) == 1.0 for t in ("lungs", "infection") for l in ("1", "2", "1+2"))
     # shifted case against a .seg.nrrd reference: HD95 = shift * x spacing
     assert float(rows[("shifted", "lungs", "2")]["hd95_mm"]) == pytest.approx(SHIFT_X * SPACING_XYZ[0])
-    # 0/255 PNG reference: union row only, distances in pixels
-    assert float(rows[("slice01", "infection", "1+2")]["hd95_mm"]) == pytest.approx(3.0)
-    assert ("slice01", "infection", "1") not in rows
     summary = json.loads((out / "summary.json").read_text())
     assert summary["unmatched"]["references"] == ["orphan"]
     assert (out / "boxplot.png").stat().st_size > 1000
@@ -60,6 +58,16 @@ def test_default_output_folder_task_choice_and_quiet(folders, capsys):
     rows = read_rows(pred_dir / "evaluation" / "metrics.csv")
     assert {task for _, task, _ in rows} == {"lungs"}
     assert float(rows[("shifted", "lungs", "1")]["dice"]) == 1.0
+
+
+def test_binary_png_lung_masks_are_scored_as_both_lungs_with_a_note(tmp_path, capsys):
+    pred_dir, ref_dir = make_binary_png_folders(tmp_path, "lungs")
+    assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--task", "lungs"]) == 0
+    printed = capsys.readouterr().out
+    assert "Lungs (both)" in printed and "Right lung" not in printed
+    assert "note: 1 binary reference(s)" in printed
+    rows = read_rows(pred_dir / "evaluation" / "metrics.csv")
+    assert float(rows[("slice01", "lungs", "1+2")]["hd95_mm"]) == pytest.approx(3.0)  # in pixels
 
 
 def test_a_failed_case_returns_1_and_the_rest_is_still_written(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """``lungseg train`` end to end through the command-line entry point."""
 
 import json
+import signal
 
 from lungseg_core.cli.main import main
 
@@ -46,6 +47,29 @@ def test_an_interrupted_run_exits_130_with_its_best_epoch_packaged(tmp_path, cap
     captured = capsys.readouterr()
     assert "model package:" in captured.out and "resume" in captured.err
     assert (run / "model" / "cli-tiny.json").exists()
+
+
+def test_an_interrupt_in_the_first_epoch_does_not_advise_a_resume(tmp_path, capsys, monkeypatch):
+    from lungseg_core.tests.training.test_trainer import _interrupt_in_epoch
+
+    _interrupt_in_epoch(monkeypatch, 1)
+    assert main(["train", str(_config(tmp_path)), "-o", str(tmp_path / "run"), "--device", "cpu"]) == 130
+    err = capsys.readouterr().err
+    assert "nothing saved" in err and "resume with" not in err
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_stop_works_when_the_parent_ignores_sigint(tmp_path, capsys, monkeypatch):
+    """A parent started with & or nohup passes SIGINT = ignored on: `lungseg train` must make it a stop again."""
+    from lungseg_core.tests.training.test_trainer import _interrupt_in_epoch
+
+    _interrupt_in_epoch(monkeypatch, 2)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(["train", str(_config(tmp_path)), "-o", str(tmp_path / "run"), "--device", "cpu", "--quiet"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (tmp_path / "run" / "model" / "cli-tiny.json").exists()
 
 
 def test_user_errors_are_one_line_with_exit_status_2(tmp_path, capsys):

@@ -184,3 +184,23 @@ def test_config_differences_name_dotted_keys_old_and_new():
     wanted = {"folds": 3, "slice_spec": {"size": 64, "context": 1}, "data": [{"root": "b"}], "lr": 1e-4, "new": 1}
     assert config_differences(saved, wanted) == ["folds 2 → 3", 'data.0.root "a" → "b"', "new (absent) → 1"]
     assert config_differences(saved, json.loads(json.dumps(saved))) == []
+
+
+@pytest.mark.parametrize("epoch", [1, 2], ids=["in-the-first-epoch", "after-an-epoch"])
+def test_ctrl_c_stops_the_crossval_and_the_fold_is_resumed_not_scored(tmp_path, capsys, monkeypatch, epoch):
+    """Ctrl-C in fold 0 ends the command (no fold 1 started); the rerun resumes fold 0 (or retrains it when
+    nothing was saved) instead of keeping it as finished and scoring a half-trained model."""
+    from lungseg_core.tests.training.test_trainer import _interrupt_in_epoch
+
+    config, out = _config(tmp_path), tmp_path / "cv"
+    _interrupt_in_epoch(monkeypatch, epoch)
+    assert _rerun(config, out, "--epochs", "2") == 130
+    assert json.loads((out / "fold_0" / "summary.json").read_text())["interrupted"] is True
+    assert not (out / "fold_1").exists() and not (out / "crossval.json").exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert _rerun(config, out, "--epochs", "2") == 0
+    printed = capsys.readouterr().out
+    assert f"fold 0/2: {'resuming' if epoch == 2 else 'training'}" in printed and "already trained" not in printed
+    summary = json.loads((out / "fold_0" / "summary.json").read_text())
+    assert summary["interrupted"] is False and summary["epochs_run"] == 2

@@ -12,6 +12,7 @@ from PIL import Image
 
 from lungseg_core.errors import InputError
 from lungseg_core.evaluation import CSV_COLUMNS, evaluate_folders, index_folder, match_cases, normalized_case_key
+from lungseg_core.evaluation.evaluate import present_values
 from lungseg_core.io import Volume, write_labelmap, write_segmentation
 
 SHAPE = (12, 20, 28)  # (z, y, x)
@@ -56,7 +57,8 @@ def write_png(path: Path, array: np.ndarray, palette: bool = False) -> None:
 
 def make_folders(root: Path) -> tuple[Path, Path]:
     """pred/ and ref/ with: a perfect case, a shifted case (.seg.nrrd reference), a finer-grid prediction,
-    a 0/255 PNG mask, a palette PNG mask, and one unmatched file on each side."""
+    a palette PNG mask, and one unmatched file on each side; all references in lungseg's labels (a folder holds
+    one convention: binary masks are in :func:`make_binary_png_folders`)."""
     pred_dir, ref_dir = root / "pred", root / "ref"
     pred_dir.mkdir()
     ref_dir.mkdir()
@@ -80,12 +82,6 @@ def make_folders(root: Path) -> tuple[Path, Path]:
     write_labelmap(ref_dir / "finer.nii.gz", ref, lungs)  # plain labelmap: lungs when --task all
 
     flat = Volume(np.zeros((1, 30, 40)), is_2d=True)
-    covid = np.zeros((1, 30, 40), np.uint8)
-    covid[0][slice_mask(offset_x=3) > 0] = 1
-    covid[0, 10:14, 16:22] = 2
-    write_labelmap(pred_dir / "slice01_infection.nii.gz", flat, covid)
-    write_png(ref_dir / "slice01.png", slice_mask() * 255)
-
     palette_labels = slice_mask().copy()
     palette_labels[10:14, 12:18] = 2
     write_labelmap(pred_dir / "slice02_infection.nii.gz", flat, palette_labels[np.newaxis])
@@ -94,6 +90,19 @@ def make_folders(root: Path) -> tuple[Path, Path]:
     write_labelmap(pred_dir / "lonely_lungs.nii.gz", ref, lungs)
     write_labelmap(ref_dir / "orphan_lungs.nii.gz", ref, lungs)
     (pred_dir / "report.pdf").write_bytes(b"not a segmentation")
+    return pred_dir, ref_dir
+
+
+def make_binary_png_folders(root: Path, task: str = "infection") -> tuple[Path, Path]:
+    """pred/slice01_TASK.nii.gz (labels 1 and 2, shifted 3 pixels) and ref/slice01.png, a 0/255 mask."""
+    pred_dir, ref_dir = root / "pred", root / "ref"
+    pred_dir.mkdir()
+    ref_dir.mkdir()
+    labels = np.zeros((1, 30, 40), np.uint8)
+    labels[0][slice_mask(offset_x=3) > 0] = 1
+    labels[0, 10:14, 16:22] = 2
+    write_labelmap(pred_dir / f"slice01_{task}.nii.gz", Volume(np.zeros((1, 30, 40)), is_2d=True), labels)
+    write_png(ref_dir / "slice01.png", slice_mask() * 255)
     return pred_dir, ref_dir
 
 
@@ -134,13 +143,24 @@ def test_prediction_on_another_grid_is_resampled_onto_the_reference(evaluated):
     assert not [r for r in evaluated.rows if r["case"] == "finer" and r["task"] == "infection"]
 
 
-def test_binary_png_reference_gets_only_the_union_row_in_pixels(evaluated):
-    rows = [r for r in evaluated.rows if r["case"] == "slice01"]
-    assert [(r["task"], r["label"]) for r in rows] == [("infection", "1+2")]
-    assert rows[0]["hd95_mm"] == pytest.approx(3.0)  # shifted 3 pixels, spacing 1
-    assert rows[0]["dice"] == pytest.approx(2 * 12 * 11 / (2 * 12 * 14))
-    assert evaluated.summary["pixel_unit_cases"] == ["slice01", "slice02"]
-    assert any("pixels" in note for note in evaluated.summary["notes"])
+@pytest.mark.parametrize("task", ["infection", "lungs"])
+def test_binary_png_reference_gets_only_the_union_row_in_pixels(tmp_path, task):
+    """A 0/255 PNG lung mask (the usual 2D lung data sets) was refused as 'a lesion mask' with the advice to
+    score it as infection; it is 'Lungs (both)', as a binary 3D lung mask is."""
+    from lungseg_core.evaluation import check_reference_folder
+
+    pred_dir, ref_dir = make_binary_png_folders(tmp_path, task)
+    check_reference_folder(ref_dir, task)
+    result = evaluate_folders(pred_dir, ref_dir, task=task, progress=False)
+    assert [(r["task"], r["label"]) for r in result.rows] == [(task, "1+2")]
+    assert result.rows[0]["hd95_mm"] == pytest.approx(3.0)  # shifted 3 pixels, spacing 1
+    assert result.rows[0]["dice"] == pytest.approx(2 * 12 * 11 / (2 * 12 * 14))
+    assert result.summary["pixel_unit_cases"] == result.summary["binary_reference_cases"] == ["slice01"]
+    assert any("pixels" in note for note in result.summary["notes"])
+
+
+def test_palette_png_reference_is_in_pixel_units(evaluated):
+    assert evaluated.summary["pixel_unit_cases"] == ["slice02"]
 
 
 def test_palette_png_reference_keeps_its_labels(evaluated):
@@ -234,7 +254,7 @@ def test_a_broken_case_is_reported_while_others_are_evaluated(tmp_path):
 
 
 def test_references_whose_values_cannot_be_the_tasks_labels_are_refused(tmp_path):
-    """MedSeg-style 0..3 masks or a binary lesion mask taken as lungs would otherwise be scored as lungs."""
+    """MedSeg-style 0..3 masks would otherwise be scored as lungs."""
     from lungseg_core.evaluation import check_reference_folder
 
     pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
@@ -243,17 +263,22 @@ def test_references_whose_values_cannot_be_the_tasks_labels_are_refused(tmp_path
     write_labelmap(pred_dir / "medseg_lungs.nii.gz", ref, lungs)
     write_labelmap(ref_dir / "medseg.nii.gz", ref, np.where(lungs == 2, 3, lungs))
     result = evaluate_folders(pred_dir, ref_dir, task="lungs", progress=False)
-    assert "label values [3], which are not lungs labels" in result.failures[0]["error"]
-    with pytest.raises(InputError, match="label values \\[3\\]"):
+    assert "label values 3, which are not lungs labels" in result.failures[0]["error"]
+    with pytest.raises(InputError, match="label values 3, which"):
         check_reference_folder(ref_dir, "lungs")
 
-    binary = tmp_path / "binary"
-    binary.mkdir()
-    write_png(binary / "slice01.png", slice_mask() * 255)
-    with pytest.raises(InputError, match="binary mask .* cannot be scored as right/left lungs"):
-        check_reference_folder(binary, "lungs")
-    check_reference_folder(binary, "infection")  # what such a mask is for
-    check_reference_folder(binary, "all")  # 'all' takes a PNG mask as infection
+
+def test_every_reference_is_checked_before_a_run_not_only_the_first_cases(tmp_path):
+    """The Slicer panel checks labels before segmenting; a bad label in case 4 used to stop the run afterwards."""
+    from lungseg_core.evaluation import check_reference_folder
+
+    lungs, _ = phantom_labels()
+    for index in range(4):
+        write_labelmap(tmp_path / f"case{index}.nii.gz", reference_volume(), lungs)
+    check_reference_folder(tmp_path, "lungs")
+    write_labelmap(tmp_path / "case3.nii.gz", reference_volume(), np.where(lungs == 2, 3, lungs))
+    with pytest.raises(InputError, match="'case3.nii.gz' holds label values 3"):
+        check_reference_folder(tmp_path, "lungs")
 
 
 def test_binary_volume_references_are_scored_as_the_union_only(tmp_path):
@@ -262,23 +287,71 @@ def test_binary_volume_references_are_scored_as_the_union_only(tmp_path):
     pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
     ref = reference_volume()
     lungs, infection = phantom_labels()
-    for case, values in (("zero_one", (infection > 0) * 1), ("zero_255", (infection > 0) * 255)):
+    # a task-named 0/255 file is binary too: read_labelmap makes it 0/1, which had made it "GGO only"
+    for name, values in (("zero_one.nii.gz", (infection > 0) * 1), ("zero_255.nii.gz", (infection > 0) * 255),
+                         ("named_255_infection.nii.gz", (infection > 0) * 255)):
+        case = name.split(".")[0].removesuffix("_infection")
         write_labelmap(pred_dir / f"{case}_infection.nii.gz", ref, infection)
-        write_labelmap(ref_dir / f"{case}.nii.gz", ref, values.astype(np.uint8))
-    ggo_only = np.where(infection == 2, 0, infection)  # lungseg's own convention: a lone 1 is GGO
-    write_labelmap(pred_dir / "ggo_infection.nii.gz", ref, ggo_only)
-    write_labelmap(ref_dir / "ggo_infection.nii.gz", ref, ggo_only)
+        write_labelmap(ref_dir / name, ref, values.astype(np.uint8))
     result = evaluate_folders(pred_dir, ref_dir, task="infection", progress=False)
-    for case in ("zero_one", "zero_255"):
+    for case in ("zero_one", "zero_255", "named_255"):
         assert [(r["label"], r["dice"]) for r in result.rows if r["case"] == case] == [("1+2", 1.0)]
-    assert {r["label"] for r in result.rows if r["case"] == "ggo"} == {"1", "2", "1+2"}
-    assert result.summary["binary_reference_cases"] == ["zero_255", "zero_one"]
+    assert result.summary["binary_reference_cases"] == ["named_255", "zero_255", "zero_one"]
     assert any("binary references" in note for note in result.summary["notes"])
 
     write_labelmap(pred_dir / "lung_lungs.nii.gz", ref, lungs)
     write_labelmap(ref_dir / "lung.nii.gz", ref, (lungs > 0).astype(np.uint8))  # a binary lung mask
     result = evaluate_folders(pred_dir, ref_dir, task="lungs", progress=False)
     assert [(r["label"], r["dice"]) for r in result.rows if r["case"] == "lung"] == [("1+2", 1.0)]
+
+
+def test_the_reference_convention_is_decided_once_per_folder(tmp_path):
+    """In a folder of lungseg labels a GGO-only case lost its GGO row (and a one-lung case its lung row) while
+    the other cases kept theirs: the per-class statistics came from a biased subset of the cases."""
+    pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
+    ref = reference_volume()
+    lungs, infection = phantom_labels()
+    ggo_only, right_only = np.where(infection == 2, 0, infection), np.where(lungs == 2, 0, lungs)
+    for case, inf, lung in (("ggo", ggo_only, right_only), ("both", infection, lungs)):
+        write_labelmap(pred_dir / f"{case}_infection.nii.gz", ref, inf)
+        write_labelmap(ref_dir / f"{case}_infection.nii.gz", ref, inf)
+        write_labelmap(pred_dir / f"{case}_lungs.nii.gz", ref, lung)
+        write_labelmap(ref_dir / f"{case}.nii.gz", ref, lung)  # plain: its convention is the folder's
+    result = evaluate_folders(pred_dir, ref_dir, progress=False)
+    for task in ("infection", "lungs"):
+        assert {r["label"] for r in result.rows if (r["case"], r["task"]) == ("ggo", task)} == {"1", "2", "1+2"}
+    assert row(result, "ggo", "infection", "1")["dice"] == 1.0
+    assert row(result, "ggo", "lungs", "1")["dice"] == 1.0
+    assert result.summary["binary_reference_cases"] == []
+
+    # task-named like lungseg's outputs, a lone 1 is GGO even without another case to tell
+    (ref_dir / "both_infection.nii.gz").unlink()
+    result = evaluate_folders(pred_dir, ref_dir, task="infection", progress=False)
+    assert {r["label"] for r in result.rows if r["case"] == "ggo"} == {"1", "2", "1+2"}
+
+
+def test_a_folder_mixing_binary_masks_and_labels_is_refused_naming_examples(tmp_path):
+    from lungseg_core.evaluation import check_reference_folder
+
+    pred_dir, ref_dir = tmp_path / "p", tmp_path / "r"
+    ref = reference_volume()
+    _, infection = phantom_labels()
+    for case, values in (("mask", (infection > 0) * 255), ("labels", infection)):
+        write_labelmap(pred_dir / f"{case}_infection.nii.gz", ref, infection)
+        write_labelmap(ref_dir / f"{case}.nii.gz", ref, values.astype(np.uint8))
+    message = "infection references mix two conventions: binary 0/255 masks \\('mask.nii.gz'\\) and .*'labels.nii.gz'"
+    with pytest.raises(InputError, match=message):
+        evaluate_folders(pred_dir, ref_dir, task="infection", progress=False)
+    with pytest.raises(InputError, match=message):
+        check_reference_folder(ref_dir, "infection")
+    assert not (pred_dir / "evaluation").exists()
+
+
+def test_present_values_counts_uint8_and_float_labels():
+    labels = np.zeros((3, 4, 5), np.uint8)
+    labels[1, 2, 3], labels[2, 0, 0] = 2, 255
+    assert present_values(labels) == {0, 2, 255}
+    assert present_values(labels.astype(np.float32) + 0.2) == {0, 2, 255}  # rounded as read_labelmap does
 
 
 def test_lung_reference_numbering_the_left_lung_1_gets_a_warning_and_the_union_only(tmp_path):

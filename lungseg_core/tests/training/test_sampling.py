@@ -218,3 +218,25 @@ def test_a_lesion_host_not_in_hu_is_skipped_with_a_note(tmp_path):
     assert data.train_cases == ["phantom_000+lesions0"]
     note = "1 case(s) with display intensities (0-255), not HU, skipped as lesion hosts: synthetic lesions need HU (s)"
     assert note in messages and note in data.notes
+
+
+def test_both_no_held_out_validation_notes_are_logged(tmp_path):
+    """The Slicer panel warns on the log lines holding NO_HELD_OUT_NOTES: each note must reach ``say``, not only
+    summary.json's notes."""
+    from lungseg_core.training.sampling import NO_INFORMATIVE_VALIDATION, NO_VALIDATION_PATIENT
+
+    phantom = make_chest_phantom(shape=(8, 48, 48), seed=0)
+    _slice_folder(tmp_path / "empty", phantom, {"lungs": np.zeros_like(phantom.lungs)})  # no lung on the slice
+    train_source = {"layout": "phantom", "role": "train", "options": {"cases": 1, "shape": [8, 32, 32]}}
+
+    def logged(*extra_sources, **extra) -> list[str]:
+        messages = []
+        build_training_data(TrainConfig.from_dict({
+            "name": "t", "task": "lungs", "architecture": "unet", "num_classes": 2, "max_slices_per_case": 2,
+            "data": [train_source, *extra_sources], "slice_spec": {"size": 32, "context": 0}, **extra}),
+            messages.append)
+        return messages
+
+    assert NO_VALIDATION_PATIENT in logged(val_fraction=0)
+    empty_validation = {"root": str(tmp_path / "empty"), "layout": "folders", "role": "val"}
+    assert NO_INFORMATIVE_VALIDATION in logged(empty_validation)

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +135,7 @@ def test_resume_refuses_another_config_naming_the_keys_and_allows_more_epochs(tm
 
 
 def _interrupt_in_epoch(monkeypatch, epoch: int) -> None:
-    """Ctrl-C (or the Slicer panel's Stop, a SIGINT) arriving while epoch ``epoch`` trains."""
+    """Ctrl-C (or the Slicer panel's Stop): a real SIGINT to this process as epoch ``epoch`` starts training."""
     import lungseg_core.training.trainer as trainer
 
     real, calls = trainer.train_one_epoch, []
@@ -141,10 +143,94 @@ def _interrupt_in_epoch(monkeypatch, epoch: int) -> None:
     def train_one_epoch(*args, **kwargs):
         calls.append(1)
         if len(calls) == epoch:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)
+
+
+def test_a_ctrl_c_while_checkpoints_are_written_waits_for_them(tmp_path, monkeypatch):
+    """SIGINT during the epoch's saves must not leave last.pt, summary.json and the card naming other epochs, and
+    the trainer puts the previous SIGINT handler back."""
+    import lungseg_core.training.trainer as trainer
+
+    real = trainer._save_checkpoint
+
+    def save_checkpoint(path, payload):
+        if path.name == "last.pt" and payload["epoch"] == 2:
+            signal.raise_signal(signal.SIGINT)  # after best.pt of epoch 2 may have been written, before last.pt
+        real(path, payload)
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(trainer, "_improved", lambda *args: True)  # every epoch is the best: best.pt is written too
+    before = signal.getsignal(signal.SIGINT)
+    result = train(tiny(UNET, epochs=3), tmp_path / "run", log=None)
+    assert signal.getsignal(signal.SIGINT) is before
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    card = json.loads(result.package.read_text())
+    assert result.interrupted and summary["interrupted"] and result.epochs_run == 2
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 2 == summary["epochs_run"]
+    assert card["training"]["epochs"] == 2 == card["training"]["best_epoch"] == summary["best_epoch"]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 2
+
+
+def _folders_recipe(tmp_path) -> Path:
+    """A recipe in tmp/recipes/lungs/ whose optional folder source is given relative to it (../../slices)."""
+    from lungseg_core.synthetic import make_chest_phantom
+    from lungseg_core.tests.training.test_sampling import _slice_folder
+
+    phantom = make_chest_phantom(shape=(8, 48, 48), seed=0)
+    _slice_folder(tmp_path / "slices", phantom, {"lungs": phantom.lungs})
+    raw = {**tiny(UNET).to_dict(), "val_fraction": 0,
+           "data": [{"layout": "phantom", "options": {"cases": 1, "shape": [8, 48, 48]}},
+                    {"root": "../../slices", "layout": "folders", "optional": True, "crop_to_lungs": False}]}
+    path = tmp_path / "recipes" / "lungs" / "recipe.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_a_resume_with_the_runs_config_json_reads_the_runs_data(tmp_path):
+    """The run folder is elsewhere than the recipe: its config.json must name the folders the run read (roots
+    saved absolute), not strings that resolve to other folders from there, and a resume must not skip a source
+    the run trained on because it is optional."""
+    recipe, run = _folders_recipe(tmp_path), tmp_path / "run"
+    train(load_config(recipe), run, log=None)
+    assert json.loads((run / "config.json").read_text())["data"][1]["root"] == str(tmp_path / "slices")
+    messages = []
+    resumed = train(load_config(run / "config.json"), run, resume=True, epochs=2, log=messages.append)
+    assert resumed.epochs_run == 2 and not any("missing" in str(m) for m in messages)
+    assert "s" in json.loads((run / "summary.json").read_text())["train_cases"]  # the slice folder's one case
+    for folder in ("images", "lungs"):  # one more case in the folder: another split, other data
+        shutil.copy(tmp_path / "slices" / folder / "s.png", tmp_path / "slices" / folder / "t.png")
+    with pytest.raises(InputError, match=r"its training cases changed \(no longer there: none; new: t\)"):
+        train(load_config(recipe), run, resume=True, epochs=3, log=None)
+    shutil.rmtree(tmp_path / "slices")
+    with pytest.raises(InputError, match=r"optional data changed \(data\[1\] .* is missing \(the run trained on it\)"):
+        train(load_config(recipe), run, resume=True, epochs=3, log=None)
+
+
+def test_a_resume_with_an_old_runs_own_config_json_is_refused(tmp_path):
+    """Runs saved before roots were stored absolute hold roots relative to their recipe: read from the run folder
+    they name other folders, so their own config.json cannot resume them."""
+    recipe, run = _folders_recipe(tmp_path), tmp_path / "run"
+    train(load_config(recipe), run, log=None)
+    old = json.loads(recipe.read_text())  # roots as written in the recipe, as older versions saved them
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
+    torch.save({**checkpoint, "config": {**checkpoint["config"], "data": old["data"]}}, run / "checkpoints" / "last.pt")
+    (run / "config.json").write_text(json.dumps({**checkpoint["config"], "data": old["data"]}))
+    with pytest.raises(InputError, match="with its own config.json: its relative data roots"):
+        train(load_config(run / "config.json"), run, resume=True, epochs=2, log=None)
+    assert train(load_config(recipe), run, resume=True, epochs=2, log=None).epochs_run == 2  # the recipe still does
+
+
+def test_a_refused_resume_reads_no_data(tmp_path, monkeypatch):
+    import lungseg_core.training.trainer as trainer
+
+    train(tiny(UNET), tmp_path / "run", log=None)
+    monkeypatch.setattr(trainer, "build_training_data", lambda *a, **k: pytest.fail("data read before the check"))
+    with pytest.raises(InputError, match="num_classes 3 → 2"):
+        train(tiny(UNET, num_classes=2), tmp_path / "run", resume=True, epochs=2, log=None)
 
 
 def test_an_interrupted_run_packages_its_best_epoch_and_resumes(tmp_path, monkeypatch):
