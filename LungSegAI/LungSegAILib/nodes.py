@@ -485,8 +485,12 @@ def unchanged_since_written(node: slicer.vtkMRMLSegmentationNode, reference_node
 
 def why_segments_cannot_be_added(node: slicer.vtkMRMLSegmentationNode, volume_node) -> str:
     """Why LungSegAI's segments cannot go into someone's own segmentation without touching theirs ("" if they
-    can): one of LungSegAI's segment IDs is taken, or the node would need another parent transform or source
-    representation (either would move or reconvert the segments already in it)."""
+    can): it was drawn on another volume (its reference geometry), one of LungSegAI's segment IDs is taken, or the
+    node would need another parent transform or source representation (either would move or reconvert the
+    segments already in it)."""
+    drawn_on = node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole())
+    if drawn_on is not None and drawn_on.GetID() != volume_node.GetID():  # the Segment Editor records its volume
+        return f"is a segmentation of '{drawn_on.GetName()}'"
     if not segment_ids(node):
         return ""
     taken = sorted({spec.segment_id for spec in SEGMENTS} & set(segment_ids(node)))

@@ -107,12 +107,11 @@ def train_command(config_path: str | Path, run_dir: str | Path, python: str | No
 
 
 # Trainer notes (lungseg_core.training.sampling) that make the run's validation scores no held-out estimate
-_NO_HELD_OUT = ("no validation patient", "validating on the training slices")
-
-
 def training_warning(line: str) -> str | None:
     """The panel's warning for a trainer log line that says the best epoch is chosen on training data."""
-    if not any(note in line for note in _NO_HELD_OUT):
+    from lungseg_core.training.config import NO_HELD_OUT_NOTES
+
+    if not any(note in line for note in NO_HELD_OUT_NOTES):
         return None
     return ("Warning: no held-out validation cases, so the best epoch is chosen on the training cases and the "
             f"Dice shown is not an estimate for new scans (add labelled patients: with {MIN_PATIENTS_FOR_VALIDATION}"

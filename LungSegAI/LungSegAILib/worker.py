@@ -135,9 +135,23 @@ def parse_progress_line(line: str) -> Event:
     return Event(kind, fraction, line.rstrip(), metrics)
 
 
-# Ctrl-C for a child: SIGINT on POSIX; on Windows only CTRL_BREAK reaches a child (in its own process group)
+# Ctrl-C for a child: SIGINT on POSIX; on Windows only CTRL_BREAK reaches a child (in its own process group).
+# Each child gets its own process group and signals go to the whole group: Slicer's PythonSlicer is a launcher
+# that runs the real interpreter (python-real) as its own child, which a signal to the launcher alone misses.
 _INTERRUPT = signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT
-_NEW_GROUP = subprocess.CREATE_NEW_PROCESS_GROUP if os.name == "nt" else 0
+_GROUP_OPTIONS = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
+                  else {"start_new_session": True})
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    """``sig`` to the child and everything it started (POSIX); to the child's group on Windows."""
+    try:
+        if os.name == "nt":
+            process.send_signal(sig)
+        else:
+            os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):  # ended meanwhile
+        pass
 
 
 class ProcessTask(_Task):
@@ -176,7 +190,7 @@ class ProcessTask(_Task):
             try:
                 self._process = subprocess.Popen(
                     command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                    cwd=self.cwd, env=self.env, creationflags=_NEW_GROUP if self.interrupt_grace_s else 0,
+                    cwd=self.cwd, env=self.env, **_GROUP_OPTIONS,
                 )
             except OSError as exc:
                 self._finish("failed", f"cannot start {command[0]}: {exc}")
@@ -208,12 +222,17 @@ class ProcessTask(_Task):
         if process is None or process.poll() is not None:
             return
         if self.interrupt_grace_s:
-            process.send_signal(_INTERRUPT)
+            _signal_group(process, _INTERRUPT)
             if _ended(process, self.interrupt_grace_s):
                 return
-        process.terminate()
+        if os.name == "nt":
+            process.terminate()
+            if not _ended(process, 10):
+                process.kill()
+            return
+        _signal_group(process, signal.SIGTERM)
         if not _ended(process, 10):
-            process.kill()
+            _signal_group(process, signal.SIGKILL)
 
 
 def _ended(process: subprocess.Popen, timeout: float) -> bool:

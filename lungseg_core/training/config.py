@@ -22,6 +22,12 @@ MONITORS = ("val_loss", "val_dice", "val_dice_any")
 ROLES = ("split", "train", "val")
 
 
+# The trainer's notes when the best epoch is chosen on training data; the Slicer panel turns the log lines holding
+# them into a warning. Here, not in sampling.py, so that the panel reads them without importing torch.
+NO_VALIDATION_PATIENT = "no validation patient: validating on the training cases (no held-out estimate)"
+NO_INFORMATIVE_VALIDATION = "no informative validation slices: validating on the training slices"
+NO_HELD_OUT_NOTES = (NO_VALIDATION_PATIENT, NO_INFORMATIVE_VALIDATION)
+
 @dataclass
 class DataSource:
     """One dataset folder (or generated phantoms) feeding training.

@@ -16,6 +16,7 @@ from lungseg_core.io.volume import Volume
 from lungseg_core.preprocessing.cropping import crop_volume, informative_slices, lung_bounding_box
 from lungseg_core.preprocessing.slices import SliceSpec, prepare_labels, prepare_slices
 from lungseg_core.training.augment import Augmenter, AugmentConfig
+from lungseg_core.training.config import NO_INFORMATIVE_VALIDATION, NO_VALIDATION_PATIENT
 
 
 @dataclass
@@ -364,9 +365,6 @@ def _not_hu_note(names: list[str], task: str) -> str:
 
 # the two notes that say the run has no held-out validation: its scores are on training data. They are logged,
 # and the Slicer training panel turns a log line holding one of them into a warning (import them, do not copy)
-NO_VALIDATION_PATIENT = "no validation patient: validating on the training cases (no held-out estimate)"
-NO_INFORMATIVE_VALIDATION = "no informative validation slices: validating on the training slices"
-NO_HELD_OUT_NOTES = (NO_VALIDATION_PATIENT, NO_INFORMATIVE_VALIDATION)
 
 
 def build_training_data(config, say=lambda _msg: None) -> TrainingData:

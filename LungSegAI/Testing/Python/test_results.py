@@ -213,6 +213,27 @@ def test_output_selector_never_sends_a_result_into_another_cts_result(phantom):
     assert logged == ["Output 'A lungs' is the result of 'A': left as it is; the result is in 'B lungs'"]
 
 
+def test_output_selector_never_sends_a_result_into_someones_segmentation_of_another_ct(phantom):
+    """A user's own reading of CT A, still shown in the selector, must not receive B's lungs."""
+    scene = slicer.vtkMRMLScene()
+    patient_a = nodes.volume_to_node(phantom.ct, scene, "A")
+    patient_b = nodes.volume_to_node(phantom.ct, scene, "B")
+    nodes.ensure_conversion_rules()
+    reading_a = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my reading of A")
+    reading_a.SetReferenceImageGeometryParameterFromVolumeNode(patient_a)  # what the Segment Editor does
+    reading_a.GetSegmentation().AddEmptySegment("nodule", "Nodule")
+    logged = []
+    result_b = results.import_result(scene, patient_b, _result(phantom), "lungs", show_3d=False,
+                                     output_node=reading_a, log=logged.append).segmentation
+    assert result_b is not reading_a and _segment_names(reading_a) == ["Nodule"]
+    assert logged == ["Output 'my reading of A' is a segmentation of 'A': left as it is; the result is in 'B lungs'"]
+    empty_reading_a = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty reading of A")
+    empty_reading_a.SetReferenceImageGeometryParameterFromVolumeNode(patient_a)
+    again = results.import_result(scene, patient_b, _result(phantom), "lungs", show_3d=False,
+                                  output_node=empty_reading_a, log=logged.append).segmentation
+    assert again is not empty_reading_a and not nodes.segment_ids(empty_reading_a)
+
+
 def test_two_cts_with_the_same_name_get_distinct_result_names(phantom):
     scene = slicer.vtkMRMLScene()
     names = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -124,6 +125,24 @@ def test_process_task_terminates_a_child_that_ignores_the_interrupt():
     task.cancel()
     _drain(task, timeout=15)
     assert task.status == "cancelled" and task.returncode != 0
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX process groups")
+def test_stop_reaches_the_real_interpreter_behind_a_launcher(tmp_path):
+    """Slicer's PythonSlicer is a launcher that runs python-real as its child and forwards no signal: Stop must
+    interrupt the grandchild (the training) too, so it packages its best epoch, and leave nothing running."""
+    marker = tmp_path / "packaged"
+    real = ("import sys, time\ntry:\n    print('go', flush=True); time.sleep(60)\n"
+            f"except KeyboardInterrupt:\n    open({str(marker)!r}, 'w').write('yes'); sys.exit(130)")
+    # a handler that does nothing (not SIG_IGN, which the child would inherit): the launcher forwards nothing
+    launcher = ("import signal, subprocess, sys\nsignal.signal(signal.SIGINT, lambda *args: None)\n"
+                f"sys.exit(subprocess.call([sys.executable, '-c', {real!r}]))")
+    task = worker.ProcessTask([sys.executable, "-c", launcher], interrupt_grace_s=20).start()
+    _started(task)
+    task.cancel()
+    _drain(task, timeout=15)
+    assert task.status == "cancelled" and task.returncode == 130
+    assert marker.read_text() == "yes"
 
 
 def test_lungseg_command_uses_the_given_python():

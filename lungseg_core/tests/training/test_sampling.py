@@ -223,7 +223,7 @@ def test_a_lesion_host_not_in_hu_is_skipped_with_a_note(tmp_path):
 def test_both_no_held_out_validation_notes_are_logged(tmp_path):
     """The Slicer panel warns on the log lines holding NO_HELD_OUT_NOTES: each note must reach ``say``, not only
     summary.json's notes."""
-    from lungseg_core.training.sampling import NO_INFORMATIVE_VALIDATION, NO_VALIDATION_PATIENT
+    from lungseg_core.training.config import NO_INFORMATIVE_VALIDATION, NO_VALIDATION_PATIENT
 
     phantom = make_chest_phantom(shape=(8, 48, 48), seed=0)
     _slice_folder(tmp_path / "empty", phantom, {"lungs": np.zeros_like(phantom.lungs)})  # no lung on the slice
