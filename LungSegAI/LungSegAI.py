@@ -192,6 +192,7 @@ class LungSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.logic.reportedNotices.clear()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -328,22 +329,35 @@ class LungSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTrainButton(self) -> None:
         p = self._parameterNode
         run = (self.logic.recipes()[p.recipe], p.datasetFolder, p.epochs, p.trainingOutputFolder, p.architecture)
-        with slicer.util.tryWithErrorDisplay("Failed to start training."):
-            self.logic.setupPythonRequirements("default")
-            resume = self.logic.canResumeTraining(*run)
-            if resume and not slicer.util.confirmYesNoDisplay(
-                    f"'{p.trainingOutputFolder}' holds a training run of these settings (stopped or finished).\n\n"
-                    f"Resume it, up to {p.epochs} epoch(s) in all? To start afresh, choose another output folder.",
-                    "LungSegAI"):
-                return
+        prepared = self._prepareTraining(run)
+        if prepared is None:
+            return
+        config, resume = prepared
+        if resume and not slicer.util.confirmYesNoDisplay(
+                f"'{p.trainingOutputFolder}' holds a training run of these settings (stopped or finished).\n\n"
+                f"Resume it, up to {p.epochs} epoch(s) in all? To start afresh, choose another output folder.",
+                "LungSegAI"):
+            return
+        with slicer.util.tryWithErrorDisplay("Failed to start training.", waitCursor=True):
             self._trainingCurve = []
-            self._trainingTask = self.logic.startTraining(*run, resume=resume)
+            self._trainingTask = self.logic.startTraining(*run, resume=resume, config=config)
             self.addLog(f"{'Resuming' if resume else 'Training'} '{p.recipe}' for {p.epochs} epoch(s) in all, "
                         f"in {p.trainingOutputFolder} ...")
             self.ui.trainingProgressBar.value = 0
             self.ui.trainingProgressBar.show()
             self._timer.start()
             self._checkCanApply()
+
+    def _prepareTraining(self, run):
+        """(config, whether the output folder holds a run to resume), or None after an error was shown. Reading
+        the dataset (every case of the folder) blocks the GUI: it is done once, under the wait cursor; the
+        dependency check before it may ask a question, so it runs without."""
+        with slicer.util.tryWithErrorDisplay("Failed to start training."):
+            self.logic.setupPythonRequirements("default")
+            with slicer.util.tryWithErrorDisplay("Failed to start training.", waitCursor=True):
+                config = self.logic.trainingConfig(*run)
+                return config, self.logic.canResumeTraining(*run, config=config)
+        return None
 
     def onStopTrainingButton(self) -> None:
         if self._trainingTask is not None:
@@ -465,6 +479,9 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         self.models = catalog.load_catalog()
         self.logCallback = logging.info
         self.moduleDir = Path(__file__).resolve().parent
+        # "left as it is" notices already logged ((node ID, reason)): each once, not on every Apply. Node IDs are
+        # reused by the next scene, so the widget clears it when the scene closes.
+        self.reportedNotices: set = set()
 
     def getParameterNode(self):
         return LungSegAIParameterNode(super().getParameterNode())
@@ -540,7 +557,8 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         """Segmentation node + measurement table (Segment Statistics volumes) in ``outputNode`` or the volume's
         earlier result, unless that would overwrite someone's edits (then a new node; see the log)."""
         return results.import_result(slicer.mrmlScene, volumeNode, result, task, show_3d=show3D,
-                                     volumes_ml=self.segmentStatisticsVolumes, output_node=outputNode, log=self.log)
+                                     volumes_ml=self.segmentStatisticsVolumes, output_node=outputNode, log=self.log,
+                                     reported=self.reportedNotices)
 
     def segmentStatisticsVolumes(self, segmentationNode, volumeNode) -> dict[str, float]:
         """Each segment's volume in mL from Slicer's Segment Statistics (labelmap plugin)."""
@@ -570,7 +588,8 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         lungModel, infectionModel = self.resolveModels(modelId, checkpoint)
         return results.segment_node(slicer.mrmlScene, volumeNode, task, lungModel, infectionModel, device,
                                     progress=progress, show_3d=show3D, volumes_ml=self.segmentStatisticsVolumes,
-                                    intensity=intensity, output_node=outputNode, log=self.log)
+                                    intensity=intensity, output_node=outputNode, log=self.log,
+                                    reported=self.reportedNotices)
 
     def showResult(self, volumeNode, segmentationNode) -> None:
         slicer.util.setSliceViewerLayers(background=volumeNode, fit=True)
@@ -660,19 +679,22 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         config = training.training_config(recipe, datasetFolder, epochs, architecture or None, run_dir=outputFolder)
         return training.with_validation_split(config, training.count_patients(datasetFolder, config["task"]))
 
-    def canResumeTraining(self, recipe, datasetFolder, epochs: int, outputFolder, architecture: str = "") -> bool:
+    def canResumeTraining(self, recipe, datasetFolder, epochs: int, outputFolder, architecture: str = "",
+                          config: Optional[dict] = None) -> bool:
         """Whether the output folder holds a run of these settings (stopped or finished) that Train can resume;
-        ValueError when it holds a run of other settings."""
-        config = self.trainingConfig(recipe, datasetFolder, epochs, outputFolder, architecture)
+        ValueError when it holds a run of other settings. ``config``: :meth:`trainingConfig`'s, when the caller
+        has it already (it reads the whole dataset folder)."""
+        config = config or self.trainingConfig(recipe, datasetFolder, epochs, outputFolder, architecture)
         return training.run_to_resume(outputFolder, config)
 
     def startTraining(self, recipe, datasetFolder, epochs: int, outputFolder, architecture: str = "",
-                      resume: bool = False) -> worker.ProcessTask:
+                      resume: bool = False, config: Optional[dict] = None) -> worker.ProcessTask:
         """`lungseg train` in a child process; Stop (cancel) interrupts it so it packages its best epoch.
         A folder holding a run is checked before anything is written to it: with ``resume`` a run of these
-        settings continues up to ``epochs`` from its own config.json; without, it is refused (ValueError)."""
+        settings continues up to ``epochs`` from its own config.json; without, it is refused (ValueError).
+        ``config`` as for :meth:`canResumeTraining`."""
         outputFolder = Path(outputFolder)
-        config = self.trainingConfig(recipe, datasetFolder, epochs, outputFolder, architecture)
+        config = config or self.trainingConfig(recipe, datasetFolder, epochs, outputFolder, architecture)
         existing = training.run_to_resume(outputFolder, config)
         if existing and not resume:
             raise ValueError(f"'{outputFolder}' already holds a training run of these settings: resume it, or "

@@ -457,19 +457,82 @@ def tag_result(node, source_node, role: str, segmentation=None) -> None:
     node.SetAttribute(ROLE_ATTRIBUTE, role)
 
 
+# Slices handled per step while fingerprinting: bounds the transient memory to a few slices of the CT.
+_FINGERPRINT_SLICES = 8
+
+
 def content_fingerprint(node: slicer.vtkMRMLSegmentationNode, reference_node) -> str:
-    """Digest of the node's name and each segment's ID, name and voxels on the reference grid.
+    """Digest of the node's name, source representation and each segment's ID, name and voxels.
 
     Any edit (painting, erasing, adding, removing or renaming a segment, renaming the node) changes it; saving
-    and reloading the scene does not, because the voxels are compared on the volume's grid, not as Slicer
-    happens to store them (shared layers, label values and extents may differ after a reload).
+    and reloading the scene does not: each segment is hashed as its own mask (stored label value compared, so
+    shared layers and label values may differ after a reload), cropped to its own voxels and placed by the
+    reference grid index of its first corner (so the stored extent may differ too).
+
+    Cheap on the GUI thread: a segment's stored labelmap is read in place, a few slices at a time, and only
+    resampled when it is not on the reference grid (e.g. an oversampled segmentation). The node's parent
+    transform is not part of it (see :func:`why_not_reused`).
     """
-    digest = hashlib.sha256(node.GetName().encode())
+    segmentation = node.GetSegmentation()
+    digest = hashlib.sha256(f"{node.GetName()}\0{segmentation.GetSourceRepresentationName()}".encode())
+    to_reference = np.linalg.inv(_reference_ijk_to_ras(reference_node))
     for segment_id in segment_ids(node):
-        name = node.GetSegmentation().GetSegment(segment_id).GetName()
-        digest.update(f"\0{segment_id}\0{name}\0".encode())
-        digest.update(np.packbits(segment_array(node, segment_id, reference_node)).tobytes())
+        segment = segmentation.GetSegment(segment_id)
+        digest.update(f"\0{segment_id}\0{segment.GetName()}\0".encode())
+        voxels = _stored_voxels(segment, to_reference)
+        if voxels is None:  # not on the reference grid: compare it there
+            voxels = segment_array(node, segment_id, reference_node), True, (0, 0, 0)
+        _hash_mask(digest, *voxels)
     return digest.hexdigest()
+
+
+def _stored_voxels(segment, to_reference: np.ndarray):
+    """(stored (z, y, x) values read in place, the segment's label value, the (i, j, k) of the first stored voxel
+    on the reference grid); (empty, 1, 0s) for a segment without voxels; None when the stored grid is not the
+    reference grid shifted by whole voxels."""
+    labelmap = segment.GetRepresentation(BINARY_LABELMAP)
+    scalars = labelmap.GetPointData().GetScalars() if labelmap is not None else None
+    nx, ny, nz = labelmap.GetDimensions() if scalars is not None else (0, 0, 0)
+    if min(nx, ny, nz) <= 0:  # an empty segment, or one drawn as a closed surface only
+        return np.zeros((0, 0, 0), np.uint8), 1, (0, 0, 0)
+    matrix = vtk.vtkMatrix4x4()
+    labelmap.GetImageToWorldMatrix(matrix)
+    on_reference = to_reference @ numpy_matrix(matrix)
+    shift = on_reference[:3, 3]
+    if not (np.allclose(on_reference[:3, :3], np.eye(3), atol=1e-4) and np.allclose(shift, np.round(shift), atol=1e-3)):
+        return None
+    values = numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx)
+    first = np.round(shift).astype(int) + np.array(labelmap.GetExtent()[::2])
+    return values, segment.GetLabelValue(), tuple(int(v) for v in first)
+
+
+def _hash_mask(digest, values: np.ndarray, label, first_ijk) -> None:
+    """Add the mask ``values == label`` to ``digest``: its box on the reference grid, then its bits in that box."""
+    box = _mask_box(values, label)
+    if box is None:
+        digest.update(b"empty")
+        return
+    (z0, z1), (y0, y1), (x0, x1) = box
+    i, j, k = first_ijk
+    digest.update(f"{i + x0},{j + y0},{k + z0}:{x1 - x0},{y1 - y0},{z1 - z0}".encode())
+    for z in range(z0, z1, _FINGERPRINT_SLICES):  # steps start at the mask's first slice: storage-independent
+        digest.update(np.packbits(values[z:min(z + _FINGERPRINT_SLICES, z1), y0:y1, x0:x1] == label).tobytes())
+
+
+def _mask_box(values: np.ndarray, label):
+    """((z0, z1), (y0, y1), (x0, x1)) half-open bounds of ``values == label``, or None when it is empty."""
+    if values.size == 0:
+        return None
+    slices = np.zeros(values.shape[0], bool)
+    plane = np.zeros(values.shape[1:], bool)
+    for z in range(0, values.shape[0], _FINGERPRINT_SLICES):
+        mask = values[z:z + _FINGERPRINT_SLICES] == label
+        slices[z:z + len(mask)] = mask.any(axis=(1, 2))
+        plane |= mask.any(axis=0)
+    if not slices.any():
+        return None
+    return tuple((int(hits[0]), int(hits[-1]) + 1)
+                 for hits in (np.flatnonzero(slices), np.flatnonzero(plane.any(1)), np.flatnonzero(plane.any(0))))
 
 
 def mark_written(node: slicer.vtkMRMLSegmentationNode, reference_node) -> None:
@@ -483,6 +546,23 @@ def unchanged_since_written(node: slicer.vtkMRMLSegmentationNode, reference_node
     return bool(recorded) and recorded == content_fingerprint(node, reference_node)
 
 
+def why_not_reused(node: slicer.vtkMRMLSegmentationNode, volume_node) -> str:
+    """Why this volume's earlier result cannot take the new one ("" if it can): someone edited it, or it holds
+    segments of someone's own and is under another transform than the volume (e.g. the CT was moved since):
+    writing would put the node under the volume's transform and so move those segments."""
+    if not unchanged_since_written(node, volume_node):
+        return "was changed after LungSegAI wrote it"
+    if _own_segment_ids(node) and node.GetTransformNodeID() != volume_node.GetTransformNodeID():
+        return "holds segments LungSegAI did not make and is under another transform than the input volume"
+    return ""
+
+
+def _own_segment_ids(node: slicer.vtkMRMLSegmentationNode) -> list[str]:
+    """IDs of the segments someone else made (LungSegAI's own are replaced on every run)."""
+    ours = {spec.segment_id for spec in SEGMENTS}
+    return [segment_id for segment_id in segment_ids(node) if segment_id not in ours]
+
+
 def why_segments_cannot_be_added(node: slicer.vtkMRMLSegmentationNode, volume_node) -> str:
     """Why LungSegAI's segments cannot go into someone's own segmentation without touching theirs ("" if they
     can): it was drawn on another volume (its reference geometry), one of LungSegAI's segment IDs is taken, or the
@@ -493,6 +573,8 @@ def why_segments_cannot_be_added(node: slicer.vtkMRMLSegmentationNode, volume_no
         return f"is a segmentation of '{drawn_on.GetName()}'"
     if not segment_ids(node):
         return ""
+    if drawn_on is None and not _recorded_grid_is(node, volume_node):  # e.g. loaded from a .seg.nrrd file
+        return f"was drawn on another image grid than '{volume_node.GetName()}'"
     taken = sorted({spec.segment_id for spec in SEGMENTS} & set(segment_ids(node)))
     if taken:
         return f"already has segments with LungSegAI's IDs ({', '.join(taken)})"
@@ -501,6 +583,21 @@ def why_segments_cannot_be_added(node: slicer.vtkMRMLSegmentationNode, volume_no
     if node.GetSegmentation().GetSourceRepresentationName() != BINARY_LABELMAP:
         return "is not a labelmap segmentation"
     return ""
+
+
+def _recorded_grid_is(node: slicer.vtkMRMLSegmentationNode, volume_node) -> bool:
+    """Whether the reference geometry a segmentation records (kept in its .seg.nrrd file, where the volume it was
+    drawn on is not) is this volume's grid; True when it records none. Two CTs on the very same grid cannot be
+    told apart this way; an oversampled segmentation of this CT is taken for another grid (and left alone)."""
+    recorded = node.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    if not recorded:
+        return True
+    matrix, extent = vtk.vtkMatrix4x4(), [0] * 6
+    if not slicer.vtkSegmentationConverter.DeserializeImageGeometry(recorded, matrix, extent):
+        return False
+    return (tuple(extent) == tuple(volume_node.GetImageData().GetExtent())
+            and np.allclose(numpy_matrix(matrix), _reference_ijk_to_ras(volume_node), atol=1e-4))
 
 
 def unique_names(scene: slicer.vtkMRMLScene, *bases: str) -> list[str]:

@@ -41,13 +41,16 @@ def import_result(
     volumes_ml: Callable[[Any, Any], dict[str, float]] | None = None,
     output_node=None,
     log: Callable[[str], None] = print,
+    reported: set | None = None,
 ) -> ImportedResult:
     """Write the input's segmentation and measurement table, placed beside it in the study.
 
     The segmentation goes into ``output_node`` (the user's pick) or the volume's earlier result when that
     holds only LungSegAI's unedited work (see :func:`_target_segmentation`); otherwise into a new node.
     ``volumes_ml(segmentation_node, volume_node)`` computes segment volumes; inside Slicer the module
-    passes Segment Statistics, here the default counts voxels (the same number, see tests).
+    passes Segment Statistics, here the default counts voxels (the same number, see tests). ``reported`` (the
+    module's Logic keeps one per scene) holds the "left as it is" notices already logged: each is logged once,
+    not on every Apply while the kept node exists.
     """
     base = volume_node.GetName()
     target, left_alone = _target_segmentation(scene, volume_node, output_node)
@@ -60,8 +63,7 @@ def import_result(
     nodes.tag_result(segmentation, volume_node, "segmentation")
     nodes.mark_written(segmentation, volume_node)
     nodes.place_beside(scene, segmentation, volume_node)
-    for reason in left_alone:
-        log(f"{reason}: left as it is; the result is in '{segmentation.GetName()}'")
+    _log_left_alone(left_alone, segmentation, log, reported)
 
     measured = (volumes_ml or nodes.segment_volumes_ml)(segmentation, volume_node)
     rows = nodes.measurement_rows(measured, result.lungs, result.infection if task != "lungs" else None)
@@ -74,37 +76,57 @@ def import_result(
     return ImportedResult(segmentation, table, measured)
 
 
-def _target_segmentation(scene, volume_node, chosen) -> tuple[Any, list[str]]:
-    """(node to write into, or None for a new one; why nodes that could have been used were left alone).
+def _log_left_alone(left_alone, segmentation, log, reported: set | None) -> None:
+    """Say which nodes were left alone; with ``reported``, each (node, reason) only once: a kept edited result
+    stays in the scene, and naming it again on every Apply buries the log."""
+    for node, reason in left_alone:
+        key = (node.GetID(), reason)
+        if reported is not None and key in reported:
+            continue
+        log(f"{reason}: left as it is; the result is in '{segmentation.GetName()}'")
+        if reported is not None:
+            reported.add(key)
+
+
+def _target_segmentation(scene, volume_node, chosen) -> tuple[Any, list[tuple[Any, str]]]:
+    """(node to write into, or None for a new one; (node, why) for each node that could have been used but was
+    left alone).
 
     Never overwrites anyone's work. ``chosen`` (the output selector) is used when it is this volume's result as
-    LungSegAI wrote it, or someone's own segmentation that can take LungSegAI's segments beside its own. Else
-    the volume's earlier result is reused if unchanged since LungSegAI wrote it; an edited one is kept.
+    LungSegAI wrote it, or someone's own segmentation of this CT that can take LungSegAI's segments beside its
+    own. Else the volume's earlier result is reused if unchanged since LungSegAI wrote it; an edited one is kept.
+    Each node's fingerprint is computed once here (it reads every segment's voxels).
     """
-    reasons = []
+    checked: dict[str, str] = {}
+
+    def why_not_reused(node) -> str:
+        if node.GetID() not in checked:
+            checked[node.GetID()] = nodes.why_not_reused(node, volume_node)
+        return checked[node.GetID()]
+
+    left_alone = []
     if chosen is not None:
-        reason = _why_not_write_into(chosen, volume_node)
+        reason = _why_not_write_into(chosen, volume_node, why_not_reused)
         if not reason:
             return chosen, []
-        reasons.append(f"Output '{chosen.GetName()}' {reason}")
+        left_alone.append((chosen, f"Output '{chosen.GetName()}' {reason}"))
     for node in nodes.find_result_nodes(scene, "vtkMRMLSegmentationNode", volume_node, "segmentation"):
-        if nodes.unchanged_since_written(node, volume_node):
-            return node, reasons
+        reason = why_not_reused(node)
+        if not reason:
+            return node, left_alone
         if chosen is None or node.GetID() != chosen.GetID():
-            reasons.append(f"'{node.GetName()}' was changed after LungSegAI wrote it")
-    return None, reasons
+            left_alone.append((node, f"'{node.GetName()}' {reason}"))
+    return None, left_alone
 
 
-def _why_not_write_into(node, volume_node) -> str:
+def _why_not_write_into(node, volume_node, why_not_reused) -> str:
     """Why writing the result into the segmentation ``node`` would harm someone's work ("" if it would not)."""
     owner = nodes.source_of(node)
     if owner is None:
         return nodes.why_segments_cannot_be_added(node, volume_node)
     if owner.GetID() != volume_node.GetID():  # e.g. the selector still shows the previous input's result
         return f"is the result of '{owner.GetName()}'"
-    if not nodes.unchanged_since_written(node, volume_node):
-        return "was changed after LungSegAI wrote it"
-    return ""
+    return why_not_reused(node)
 
 
 def run_segmentation(volume, task: str, lung_model: str, infection_model: str, device: str,
@@ -158,7 +180,8 @@ def check_lungs_found(volume, result) -> None:
 def segment_node(scene, volume_node, task: str = "all", lung_model: str = "default",
                  infection_model: str = "default", device: str = "auto", progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None, show_3d: bool = True, volumes_ml=None,
-                 intensity: str = "auto", output_node=None, log: Callable[[str], None] = print):
+                 intensity: str = "auto", output_node=None, log: Callable[[str], None] = print,
+                 reported: set | None = None):
     """Segment a volume node synchronously; returns (SegmentationResult, ImportedResult, lungseg Volume)."""
     volume = nodes.node_to_volume(volume_node)
     source = volume_node.GetStorageNode().GetFileName() if volume_node.GetStorageNode() else None
@@ -166,7 +189,7 @@ def segment_node(scene, volume_node, task: str = "all", lung_model: str = "defau
         volume.metadata["source"] = source
     result = run_segmentation(volume, task, lung_model, infection_model, device, progress, cancel, intensity)
     imported = import_result(scene, volume_node, result, task, show_3d=show_3d, volumes_ml=volumes_ml,
-                             output_node=output_node, log=log)
+                             output_node=output_node, log=log, reported=reported)
     return result, imported, volume
 
 

@@ -226,13 +226,19 @@ class ProcessTask(_Task):
             if _ended(process, self.interrupt_grace_s):
                 return
         if os.name == "nt":
-            process.terminate()
-            if not _ended(process, 10):
-                process.kill()
+            _kill_tree_on_windows(process)
             return
         _signal_group(process, signal.SIGTERM)
         if not _ended(process, 10):
             _signal_group(process, signal.SIGKILL)
+
+
+def _kill_tree_on_windows(process: subprocess.Popen) -> None:
+    """Windows has no process-group SIGTERM, and terminate() would end only PythonSlicer.exe, the launcher, and
+    leave python-real training: taskkill /T ends the whole tree."""
+    subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+    if not _ended(process, 10):
+        process.kill()
 
 
 def _ended(process: subprocess.Popen, timeout: float) -> bool:

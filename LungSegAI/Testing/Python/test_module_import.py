@@ -166,3 +166,23 @@ def test_apply_writes_into_the_segmentation_picked_in_the_output_selector(module
     assert nodes.segment_ids(mine) == ["nodule", "right_lung", "left_lung"]
     assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
     assert widget.ui.logTextEdit.lines[-1].startswith("Done in")
+
+
+def test_the_logic_logs_a_kept_edited_result_once_per_scene(module, monkeypatch, phantom):
+    import slicer
+
+    from LungSegAILib import nodes
+    from lungseg_core.inference.pipeline import SegmentationResult
+
+    scene = slicer.vtkMRMLScene()
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case7")
+    logic, logged = module.LungSegAILogic(), []
+    logic.logCallback = logged.append
+    result = SegmentationResult(phantom.lungs, phantom.infection, {"volumes_ml": {}}, [], {})
+    first = logic.importResult(volumeNode=volume_node, result=result, task="lungs", show3D=False)
+    first.segmentation.SetName("case7 lungs, checked")  # an edit
+    for _ in range(3):
+        logic.importResult(volumeNode=volume_node, result=result, task="lungs", show3D=False)
+    assert logged == ["'case7 lungs, checked' was changed after LungSegAI wrote it: left as it is; "
+                      "the result is in 'case7 lungs (2)'"]

@@ -363,3 +363,44 @@ def test_unique_names_number_a_result_and_its_table_alike(scene):
     assert nodes.unique_names(scene, "CT lungs", "CT lung measurements") == [
         "CT lungs (3)", "CT lung measurements (3)"]
     assert nodes.unique_names(scene, "other lungs") == ["other lungs"]
+
+
+def test_fingerprint_reads_segments_in_place_and_sees_a_one_voxel_shift(scene, phantom, tmp_path, monkeypatch):
+    """Cheap on the GUI thread: segments on the volume's grid (as written, and as reloaded with other extents and
+    label values) are read in place, never resampled to the whole CT grid; a segment moved by one voxel, with the
+    very same voxels, is still an edit."""
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "ct")
+    segmentation = nodes.labelmaps_to_segmentation(
+        scene, volume_node, {"lungs": phantom.lungs, "infection": phantom.infection}, "ct lungs", closed_surface=False)
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(nodes.save_segmentation(segmentation, tmp_path / "ct.seg.nrrd")))
+    reloaded = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "ct lungs")
+    assert storage.ReadData(reloaded)
+    with monkeypatch.context() as patched:
+        patched.setattr(nodes, "segment_array", lambda *a: pytest.fail("resampled onto the CT grid"))
+        written = nodes.content_fingerprint(segmentation, volume_node)
+        assert nodes.content_fingerprint(reloaded, volume_node) == written
+    shifted = np.roll(phantom.lungs, 1, axis=2)  # the same lungs one voxel to the side
+    nodes.labelmaps_to_segmentation(scene, volume_node, {"lungs": shifted}, node=reloaded, closed_surface=False)
+    nodes.labelmaps_to_segmentation(scene, volume_node, {"lungs": shifted}, node=segmentation, closed_surface=False)
+    moved = nodes.content_fingerprint(segmentation, volume_node)
+    assert moved != written and moved == nodes.content_fingerprint(reloaded, volume_node)
+
+
+def test_fingerprint_of_a_segment_on_another_grid_still_sees_an_edit(scene, phantom):
+    """An oversampled segment (not on the volume's grid) is compared on the volume's grid: an edit still counts."""
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "ct")
+    segmentation = nodes.labelmaps_to_segmentation(scene, volume_node, {"lungs": phantom.lungs}, "ct lungs",
+                                                   closed_surface=False)
+    fine = nodes._reference_ijk_to_ras(volume_node) @ np.diag([0.5, 0.5, 0.5, 1.0])  # half the voxel size
+    upsampled = phantom.lungs.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    segment = segmentation.GetSegmentation().GetSegment("right_lung")
+    segment.RemoveAllRepresentations()
+    segment.AddRepresentation(nodes.BINARY_LABELMAP, nodes._oriented_labelmap(upsampled, fine))
+    before = nodes.content_fingerprint(segmentation, volume_node)
+    middle = phantom.lungs.shape[0] // 2
+    upsampled[2 * middle:2 * middle + 2] = 0  # erase two fine slices: one slice of the volume's grid
+    segment.RemoveAllRepresentations()
+    segment.AddRepresentation(nodes.BINARY_LABELMAP, nodes._oriented_labelmap(upsampled, fine))
+    assert nodes.content_fingerprint(segmentation, volume_node) != before

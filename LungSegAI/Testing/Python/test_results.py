@@ -292,3 +292,104 @@ def test_advice_names_what_to_do_in_slicer_not_a_cli_option(phantom):
     result, _, _ = results.segment_node(scene, volume_node, "lungs", "threshold", "threshold", "cpu",
                                         show_3d=False, intensity="display")
     assert result.intensity == "display" and (result.lungs > 0).any()
+
+
+# --- review: a file-loaded segmentation of another CT, moved user segments, repeated notices, fingerprint cost --
+def _shifted(phantom, mm: float):
+    """The phantom CT on another grid (another patient's scan: origin 40 mm away)."""
+    from lungseg_core.io.volume import Volume
+
+    ct = phantom.ct
+    return Volume(ct.array, ct.spacing, tuple(np.add(ct.origin, (mm, 0, 0))), ct.direction, name="B")
+
+
+def test_output_selector_never_sends_a_result_into_a_loaded_segmentation_of_another_ct(phantom, tmp_path):
+    """A .seg.nrrd drawn on CT A and loaded from its file names no volume, only A's grid: B's lungs stay out."""
+    scene = slicer.vtkMRMLScene()
+    patient_a = nodes.volume_to_node(phantom.ct, scene, "A")
+    patient_b = nodes.volume_to_node(_shifted(phantom, 40.0), scene, "B")
+    nodes.ensure_conversion_rules()
+    drawn = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "reading of A")
+    drawn.SetReferenceImageGeometryParameterFromVolumeNode(patient_a)
+    drawn.GetSegmentation().AddEmptySegment("nodule", "Nodule")
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(nodes.save_segmentation(drawn, tmp_path / "a.seg.nrrd")))
+    loaded = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "reading of A (file)")
+    assert storage.ReadData(loaded) and loaded.GetNodeReference(loaded.GetReferenceImageGeometryReferenceRole()) is None
+    logged = []
+    result_b = results.import_result(scene, patient_b, _result(phantom), "lungs", show_3d=False,
+                                     output_node=loaded, log=logged.append).segmentation
+    assert result_b is not loaded and _segment_names(loaded) == ["Nodule"]
+    assert logged == ["Output 'reading of A (file)' was drawn on another image grid than 'B': left as it is; "
+                      "the result is in 'B lungs'"]
+    # on its own CT the same file is taken, the user's segment kept
+    into_a = results.import_result(scene, patient_a, _result(phantom), "lungs", show_3d=False, output_node=loaded)
+    assert into_a.segmentation is loaded and _segment_names(loaded) == ["Nodule", "Right lung", "Left lung"]
+
+
+def _moved(scene, volume_node):
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    transform.SetMatrixTransformToParent(nodes.vtk_matrix(np.array(
+        [[1, 0, 0, 25.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])))
+    volume_node.SetAndObserveTransformNodeID(transform.GetID())
+    return transform
+
+
+@pytest.mark.parametrize("selector", ["the reading", "empty"])
+def test_reusing_an_unchanged_result_never_moves_segments_the_user_added(phantom, selector):
+    """LungSegAI wrote into the user's reading; later the CT (not the reading) is put under a transform. A re-run
+    must not move the reading (and its nodule) under the CT's transform: the result goes to a new node."""
+    scene = slicer.vtkMRMLScene()
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case7")
+    nodes.ensure_conversion_rules()
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my reading")
+    mine.GetSegmentation().AddEmptySegment("nodule", "Nodule")
+    results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False, output_node=mine)
+    transform = _moved(scene, volume_node)
+    logged = []
+    again = results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False, log=logged.append,
+                                  output_node=mine if selector == "the reading" else None).segmentation
+    assert again is not mine and mine.GetTransformNodeID() is None
+    assert again.GetTransformNodeID() == transform.GetID()
+    assert logged == [f"{'Output ' if selector == 'the reading' else ''}'my reading' holds segments LungSegAI did not "
+                      "make and is under another transform than the input volume: left as it is; the result is in "
+                      "'case7 lungs (2)'"]  # numbered with its table: 'case7 lung measurements' describes the reading
+
+
+def test_an_unchanged_result_of_lungsegai_alone_follows_its_ct_under_a_transform(phantom):
+    scene = slicer.vtkMRMLScene()
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case7")
+    first = results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False).segmentation
+    transform = _moved(scene, volume_node)
+    again = results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False).segmentation
+    assert again is first and first.GetTransformNodeID() == transform.GetID()
+
+
+def test_a_kept_edited_result_is_reported_once_not_on_every_apply(phantom):
+    scene = slicer.vtkMRMLScene()
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case7")
+    first = results.import_result(scene, volume_node, _result(phantom), "all", show_3d=False)
+    _edit_by_hand(first.segmentation, volume_node, phantom)
+    logged, reported = [], set()
+    for _ in range(3):
+        results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False, log=logged.append,
+                              reported=reported)
+    assert logged == ["'case7 lungs' was changed after LungSegAI wrote it: left as it is; "
+                      "the result is in 'case7 lungs (2)'"]
+
+
+def test_an_apply_fingerprints_each_node_once_to_check_and_once_to_mark(phantom, monkeypatch):
+    """The fingerprint reads every segment's voxels on the GUI thread: never twice for the same node per Apply
+    (here the selector shows the CT's edited result, which is both the chosen output and an earlier result)."""
+    scene = slicer.vtkMRMLScene()
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case7")
+    edited = results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False).segmentation
+    edited.SetName("case7 lungs, checked")
+    computed = []
+    fingerprint = nodes.content_fingerprint
+    monkeypatch.setattr(nodes, "content_fingerprint",
+                        lambda node, reference: computed.append(node.GetID()) or fingerprint(node, reference))
+    new = results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False,
+                                output_node=edited).segmentation
+    assert new is not edited and computed == [edited.GetID(), new.GetID()]  # the check, then the mark

@@ -89,9 +89,80 @@ def test_a_run_of_other_settings_is_refused_naming_the_difference(logic, tmp_pat
         logic.canResumeTraining(LUNG_RECIPE, data, 6, run, architecture="segnet")
 
 
-def test_stop_interrupts_training_so_the_best_epoch_is_packaged(logic, tmp_path):
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX launcher script stands in for PythonSlicer")
+def test_stop_reaches_the_trainer_behind_slicers_launcher_and_it_packages(module, tmp_path, monkeypatch):
+    """Stop through the Logic's own task: PythonSlicer (a launcher that forwards no signal) runs the trainer as its
+    child; the trainer must get Ctrl-C and have time to package before anything is terminated."""
+    launcher = tmp_path / "PythonSlicer"
+    trainer = ("import pathlib, sys, time\nrun = pathlib.Path(sys.argv[sys.argv.index('-o') + 1])\n"
+               "try:\n    print('epoch 1/3', flush=True); time.sleep(60)\nexcept KeyboardInterrupt:\n"
+               "    time.sleep(1)  # packaging takes a while\n    (run / 'model').mkdir()\n"
+               "    (run / 'model' / 'run.safetensors').write_bytes(b'w'); (run / 'model' / 'run.json').write_text('{}')\n"
+               "    sys.exit(130)\n")
+    launcher.write_text(f"#!{sys.executable}\nimport signal, subprocess, sys\n"
+                        "signal.signal(signal.SIGINT, lambda *args: None)  # forwards nothing\n"
+                        f"sys.exit(subprocess.call([sys.executable, '-c', {trainer!r}] + sys.argv[1:]))\n")
+    launcher.chmod(0o755)
+    logic = module.LungSegAILogic()
+    monkeypatch.setattr(logic, "pythonExecutable", lambda: str(launcher))
     task = logic.startTraining(LUNG_RECIPE, dataset(tmp_path / "data", 2), 3, tmp_path / "run")
-    assert task.interrupt_grace_s and task.interrupt_grace_s >= 30  # SIGINT first, then time to package
+    for _ in range(300):  # until the trainer runs (its first line), at most ~15 s
+        if task.lines or not task.running:
+            break
+        task.wait(0.05)
+    task.cancel()
+    assert task.wait(20) and task.status == "cancelled" and task.returncode == 130
+    assert logic.trainedModelCard(tmp_path / "run") == str(tmp_path / "run" / "model" / "run.json")
+
+
+class _Recorder:
+    def __init__(self):
+        self.lines, self.value = [], 0
+
+    def appendPlainText(self, text):
+        self.lines.append(text)
+
+    def show(self):
+        pass
+
+
+def test_train_reads_the_dataset_once_under_the_wait_cursor(module, logic, tmp_path, monkeypatch):
+    """The dataset scan blocks the GUI: once per Train, with the wait cursor on; the Resume question without."""
+    import contextlib
+    import types
+
+    import slicer
+
+    cursor, scans = [], []
+
+    @contextlib.contextmanager
+    def error_display(message, waitCursor=False):
+        cursor.append(waitCursor)
+        try:
+            yield
+        finally:
+            cursor.pop()
+
+    count = training.count_patients
+    monkeypatch.setattr(training, "count_patients", lambda *a: scans.append(any(cursor)) or count(*a))
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", error_display, raising=False)
+    monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda *a: asked.append(any(cursor)) or True, raising=False)
+    monkeypatch.setattr(logic, "setupPythonRequirements", lambda *a, **k: None)
+    data, run, asked = dataset(tmp_path / "data", 2), tmp_path / "run", []
+    widget = module.LungSegAIWidget.__new__(module.LungSegAIWidget)  # no Qt: only what the panel's methods use
+    widget.logic = logic
+    widget._parameterNode = types.SimpleNamespace(recipe=INFECTION_RECIPE.stem, datasetFolder=data, epochs=6,
+                                                  trainingOutputFolder=run, architecture="")
+    widget.ui = types.SimpleNamespace(trainingProgressBar=_Recorder(), logTextEdit=_Recorder())
+    widget._timer = types.SimpleNamespace(start=lambda: None)
+    widget._checkCanApply = lambda *a: None
+    widget.onTrainButton()
+    assert scans == [True] and len(FakeProcessTask.started) == 1
+    stopped_run(logic, tmp_path / "stopped", data)  # scans once more: not the panel's
+    scans.clear()
+    widget._parameterNode.trainingOutputFolder = tmp_path / "stopped"
+    widget.onTrainButton()
+    assert scans == [True] and asked == [False] and "--resume" in FakeProcessTask.started[-1].commands[0]
 
 
 def test_the_model_is_named_after_the_run_never_after_a_shipped_model(logic, tmp_path):

@@ -145,6 +145,23 @@ def test_stop_reaches_the_real_interpreter_behind_a_launcher(tmp_path):
     assert marker.read_text() == "yes"
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX process groups")
+def test_stop_terminates_the_real_interpreter_behind_a_launcher_when_it_ignores_the_interrupt():
+    """The fallback after the grace period ends the whole group: no trainer is left running as an orphan,
+    still writing into the run folder."""
+    real = "import os, signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint(os.getpid(), flush=True)\ntime.sleep(60)"
+    # a launcher that forwards nothing and dies on SIGTERM without ending its child (as a C++ launcher does)
+    launcher = ("import signal, subprocess, sys\nsignal.signal(signal.SIGINT, lambda *args: None)\n"
+                f"sys.exit(subprocess.call([sys.executable, '-c', {real!r}]))")
+    task = worker.ProcessTask([sys.executable, "-c", launcher], interrupt_grace_s=0.5).start()
+    _started(task)
+    task.cancel()
+    _drain(task, timeout=15)  # the orphan would keep the output pipe open: the task would not end
+    assert task.status == "cancelled"
+    stat = f"/proc/{int(task.lines[0])}/stat"
+    assert not os.path.exists(stat) or open(stat).read().split(")")[1].split()[0] == "Z"  # gone, or dead unreaped
+
+
 def test_lungseg_command_uses_the_given_python():
     assert worker.lungseg_command(["segment", "a"], python="/s/PythonSlicer") == [
         "/s/PythonSlicer", "-m", "lungseg_core.cli.main", "segment", "a"]
