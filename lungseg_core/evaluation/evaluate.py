@@ -35,8 +35,10 @@ from lungseg_core.evaluation.matching import (
     match_folders,
 )
 from lungseg_core.io import Volume, read_labelmap, read_volume, write_atomic, write_text_atomic
-from lungseg_core.io.readers import BINARY_MASK_VALUE, MAX_INDEX_IN_GREY_MASK, MAX_LABEL_VALUE, is_image_file
+from lungseg_core.io.readers import (BINARY_MASK_VALUE, MAX_INDEX_IN_GREY_MASK, MAX_LABEL_VALUE, is_image_file,
+                                     present_values)
 from lungseg_core.io.volume import sides_swapped
+from lungseg_core.text import shown_list
 from lungseg_core.io.segmentation_files import segmentation_tasks
 from lungseg_core.labels import CONSOLIDATION, GGO, INFECTION_LABELS, LEFT_LUNG, LUNG_LABELS, RIGHT_LUNG
 from lungseg_core.metrics import compute_label_metrics, metric_columns
@@ -177,16 +179,6 @@ def sides_contradict_geometry(ref: Volume) -> bool:
 
 
 # ------------------------------------------------------------------------------------ reference labels
-def present_values(labels: np.ndarray) -> set[int]:
-    """The values present in a label array (all within 0..255), counted slice by slice: a whole-CT int64 copy
-    (what ``np.bincount(labels.ravel())`` or ``np.unique`` make) would cost 8 bytes per voxel."""
-    counts = np.zeros(MAX_LABEL_VALUE + 1, np.int64)
-    for plane in labels.reshape(labels.shape[0], -1):
-        plane = np.rint(plane) if plane.dtype.kind == "f" else plane  # as read_labelmap rounds float masks
-        counts += np.bincount(plane.astype(np.intp), minlength=counts.size)
-    return set(np.flatnonzero(counts).tolist())
-
-
 def check_label_values(values: set[int], path: Path, task: str) -> None:
     """Refuse a reference whose foreground values cannot be the task's labels rather than score nonsense:
     values above them are another convention (e.g. MedSeg's 0..3)."""
@@ -270,8 +262,7 @@ def binary_convention(probes: list[ProbedReference], task: str) -> bool:
 
 
 def _named(probes: list[ProbedReference], limit: int = 2) -> str:
-    names = ", ".join(f"'{p.path.name}'" for p in probes[:limit])
-    return names + (f" and {len(probes) - limit} more" if len(probes) > limit else "")
+    return shown_list((f"'{p.path.name}'" for p in probes), limit)
 
 
 def reference_conventions(references: list[CaseFiles], tasks: Iterable[str], requested: str,

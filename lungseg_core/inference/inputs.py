@@ -13,6 +13,7 @@ from typing import Callable
 from lungseg_core.inference.pipeline import BATCH_FILES, Case, output_paths
 from lungseg_core.io.dicom import gdcm_finds_series, is_dicom_file
 from lungseg_core.io.readers import VOLUME_SUFFIXES, case_name, is_image_file
+from lungseg_core.text import shown_list
 
 
 def find_cases(paths: list[Path], output: Path | None = None,
@@ -91,8 +92,7 @@ class _CaseFinder:
 
     def _skip(self, folder: Path, paths: list[Path], why: str) -> None:
         if paths:
-            names = ", ".join(p.name for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
-            self.note(f"skipped in '{folder}': {names} ({why})")
+            self.note(f"skipped in '{folder}': {shown_list((p.name for p in paths), 3)} ({why})")
 
 
 def earlier_outputs(json_files: list[Path], output_folder: bool) -> set[str]:

@@ -335,6 +335,17 @@ def _label_values(array: np.ndarray, path: Path) -> np.ndarray:
     return np.rint(array).astype(np.uint8)
 
 
+def present_values(labels: np.ndarray) -> set[int]:
+    """The values present in a label array (all within 0..255), counted slice by slice: a whole-CT int64 copy
+    (what ``np.bincount(labels.ravel())`` or ``np.unique`` make) would cost 8 bytes per voxel."""
+    labels = np.asarray(labels)
+    counts = np.zeros(MAX_LABEL_VALUE + 1, np.int64)
+    for plane in labels.reshape(labels.shape[0], -1):
+        plane = np.rint(plane) if plane.dtype.kind == "f" else plane  # as read_labelmap rounds float masks
+        counts += np.bincount(plane.astype(np.intp), minlength=counts.size)
+    return set(np.flatnonzero(counts).tolist())
+
+
 def _binary_as_one(labels: np.ndarray) -> np.ndarray:
     """A mask holding only 0 and 255 is binary: 255 becomes 1 (never a label index of its own)."""
     if labels.max(initial=0) == BINARY_MASK_VALUE and not np.any((labels > 0) & (labels < BINARY_MASK_VALUE)):

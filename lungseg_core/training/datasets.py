@@ -30,8 +30,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from lungseg_core.errors import InputError
-from lungseg_core.io.readers import (IMAGE_SUFFIXES, MAX_LABEL_VALUE, VOLUME_SUFFIXES, case_name, read_labelmap,
-                                     read_volume)
+from lungseg_core.io.readers import (IMAGE_SUFFIXES, MAX_LABEL_VALUE, VOLUME_SUFFIXES, case_name, present_values,
+                                     read_labelmap, read_volume)
 from lungseg_core.io.volume import Volume, patient_left_score, sides_swapped
 from lungseg_core.labels import CONSOLIDATION, GGO, INFECTION_LABELS, LEFT_LUNG, LUNG_LABELS, RIGHT_LUNG
 from lungseg_core.labels import TASKS
@@ -147,15 +147,6 @@ def map_values(labels: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
     return out
 
 
-def present_values(labels: np.ndarray) -> list[int]:
-    """The label values (0..255) present, counted slice by slice: no int64 copy of a whole CT."""
-    labels = np.asarray(labels)
-    counts = np.zeros(MAX_LABEL_VALUE + 1, np.int64)
-    for plane in labels.reshape(labels.shape[0], -1):
-        counts += np.bincount(plane, minlength=counts.size)
-    return np.flatnonzero(counts).tolist()
-
-
 def _lung_labels(volume: Volume, values: np.ndarray, sides: bool) -> np.ndarray:
     """Our right/left lungs from lung values mapped to RIGHT_LUNG / LEFT_LUNG / ``_LESION``.
 
@@ -253,7 +244,7 @@ def _label_map_option(options: dict, task: str, by_name: bool = False) -> dict |
 
 def _refuse_unknown_values(labels: np.ndarray, path: Path, values: _ValueMap) -> None:
     """A value the source does not define would silently become background: name it and the file instead."""
-    unknown = [v for v in present_values(labels) if v not in values.known]
+    unknown = [v for v in sorted(present_values(labels)) if v not in values.known]
     if unknown:
         defined = ", ".join(f"{v} {name}" for v, name in sorted(values.known.items()))
         raise InputError(f"'{_shown(path)}' holds value(s) {', '.join(map(str, unknown))}, which {values.where} "
