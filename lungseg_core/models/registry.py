@@ -16,6 +16,7 @@ from torch import nn
 
 from lungseg_core.errors import ModelError
 from lungseg_core.models.deeplab import DeepLabV3Plus
+from lungseg_core.models.efficientnet import LITE_DECODER_CHANNELS, EfficientUNet
 from lungseg_core.models.residual_unet import ResUNet
 from lungseg_core.models.resnet_unet import DECODER_CHANNELS, ResNetUNet
 from lungseg_core.models.segnet import SegNet
@@ -92,6 +93,16 @@ _INFOS = [
         default_kwargs={"output_stride": 16, "atrous_rates": (6, 12, 18), "encoder_weights": None},
     ),
     _info(
+        EfficientUNet,
+        name="efficientnet_lite0_unet",
+        description="U-Net decoder (128-64-32-24-16) on an EfficientNet-Lite0 encoder (inverted residuals, "
+        "ReLU6, no squeeze-excitation; 4.3 M parameters); optional local ImageNet encoder weights",
+        source="Tan & Le 2019, EfficientNet (Lite variant) + Ronneberger et al. 2015",
+        spatial_dims=2,
+        size_divisor=32,
+        default_kwargs={"decoder_channels": LITE_DECODER_CHANNELS, "encoder_weights": None},
+    ),
+    _info(
         ResUNet,
         name="resunet",
         description="Compact residual U-Net for 2.5D input (3 or 5 adjacent slices as channels): 4 "
@@ -113,6 +124,12 @@ _INFOS = [
 ]
 
 ARCHITECTURES: dict[str, ArchitectureInfo] = {info.name: info for info in _INFOS}
+
+def network_kwargs(architecture_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that shape the network: ``encoder_weights`` is where training starts, not part of the
+    network, so a model card leaves it out and a trained model loads where that checkpoint is absent."""
+    return {k: v for k, v in architecture_kwargs.items() if k != "encoder_weights"}
+
 
 def list_architectures() -> list[str]:
     return sorted(ARCHITECTURES)

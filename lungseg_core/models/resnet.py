@@ -50,6 +50,8 @@ class ResNet(nn.Module):
     stride 16 or 8), exactly like torchvision's argument of the same name.
     """
 
+    input_conv_key = "conv1.weight"
+
     def __init__(
         self,
         layers: Sequence[int],
@@ -72,10 +74,16 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(512, layers[3], stride=2, dilate=dilate[2])
         self.out_channels = (64, 256, 512, 1024, 2048)
         self.output_stride = 32 // 2 ** sum(bool(d) for d in dilate)
+        self.checkpoint_hint = f"torchvision resnet{3 * sum(layers) + 2} ImageNet checkpoint"
         if num_classes is not None:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(512 * Bottleneck.expansion, num_classes)
         self._init_weights()
+
+    @staticmethod
+    def checkpoint_key(key: str) -> str | None:
+        """Our names are torchvision's; its classifier ``fc`` is not part of an encoder."""
+        return None if key.startswith("fc.") else key
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1, dilate: bool = False) -> nn.Sequential:
         previous_dilation = self.dilation

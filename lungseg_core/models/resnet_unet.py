@@ -32,24 +32,26 @@ class DecoderBlock(nn.Module):
         return self.convs(x)
 
 
-class ResNetUNet(nn.Module):
-    """``encoder_weights``: path of a local torchvision ImageNet checkpoint for the encoder (optional)."""
+class EncoderUNet(nn.Module):
+    """U-Net decoder on any encoder whose ``forward_features`` gives 5 maps at strides 2..32.
+
+    ``encoder_weights``: path of a local ImageNet checkpoint for the encoder (optional; ``pretrained.py``).
+    """
 
     size_divisor = 32
 
     def __init__(
         self,
-        in_channels: int = 1,
-        num_classes: int = 3,
-        encoder_depth: int = 50,
-        decoder_channels: tuple[int, ...] = DECODER_CHANNELS,
+        encoder: nn.Module,
+        num_classes: int,
+        decoder_channels: tuple[int, ...],
         encoder_weights: str | os.PathLike | None = None,
     ):
         super().__init__()
         if len(decoder_channels) != 5:
             raise ValueError(f"decoder_channels needs 5 widths (strides 16..1), got {decoder_channels}")
-        self.encoder = resnet(encoder_depth, in_channels)
-        # Skips for decoder blocks 0..4: layer3, layer2, layer1, stem, none.
+        self.encoder = encoder
+        # Skips for decoder blocks 0..4: the maps at strides 16, 8, 4, 2, then none.
         skip_channels = list(reversed(self.encoder.out_channels[:-1])) + [0]
         in_widths = [self.encoder.out_channels[-1], *decoder_channels[:-1]]
         self.decoder = nn.ModuleList(
@@ -68,3 +70,17 @@ class ResNetUNet(nn.Module):
         for block, skip in zip(self.decoder, [*reversed(skips), None]):
             x = block(x, skip)
         return self.head(x)
+
+
+class ResNetUNet(EncoderUNet):
+    """``encoder_weights``: path of a local torchvision ImageNet checkpoint for the encoder (optional)."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 3,
+        encoder_depth: int = 50,
+        decoder_channels: tuple[int, ...] = DECODER_CHANNELS,
+        encoder_weights: str | os.PathLike | None = None,
+    ):
+        super().__init__(resnet(encoder_depth, in_channels), num_classes, decoder_channels, encoder_weights)

@@ -169,14 +169,14 @@ def load(name_or_path: str, task: str, device: Any = "cpu") -> LoadedModel:
 
 def load_card(card: dict[str, Any], task: str, device: Any = "cpu") -> LoadedModel:
     """:func:`load` for a card already resolved (no second look-up)."""
-    from lungseg_core.models.registry import build_model
+    from lungseg_core.models.registry import build_model, network_kwargs
 
     if card["architecture"] == "classical":
         raise ModelError("The classical method has no network", "use lungseg_core.inference.Segmenter for it")
     if card["task"] != task:
         raise ModelError(f"Model '{card['name']}' segments {card['task']}, not {task}", f"choose a {task} model (see `lungseg models`)")
     network = build_model(card["architecture"], in_channels=card["in_channels"], num_classes=card["num_classes"],
-                          **card.get("architecture_kwargs", {}))
+                          **network_kwargs(card.get("architecture_kwargs", {})))
     try:
         network.load_state_dict(load_state_dict(card))
     except RuntimeError as exc:

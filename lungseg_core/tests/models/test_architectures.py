@@ -10,7 +10,8 @@ from lungseg_core.errors import ModelError
 from lungseg_core.models import ARCHITECTURES, build_model, list_architectures
 from lungseg_core.models.resnet import resnet50, resnet101
 
-EXPECTED = {"unet", "segnet", "resnet50_unet", "resnet101_unet", "deeplabv3plus_resnet50", "resunet", "unet3d"}
+EXPECTED = {"unet", "segnet", "resnet50_unet", "resnet101_unet", "deeplabv3plus_resnet50", "efficientnet_lite0_unet",
+            "resunet", "unet3d"}
 
 
 def _input(name: str, in_channels: int) -> torch.Tensor:

@@ -142,5 +142,5 @@ def test_other_architecture_is_refused(tmp_path):
 
 
 def test_model_without_resnet_encoder(checkpoint):
-    with pytest.raises(ModelError, match="no ResNet encoder"):
+    with pytest.raises(ModelError, match="no ResNet or EfficientNet encoder"):
         load_encoder_weights(build_model("unet"), checkpoint)

@@ -53,10 +53,14 @@ def test_shipped_lung_model_recovers_consolidation_at_the_chest_wall(ctchest4):
 def test_shipped_infection_model_is_not_a_default_it_has_not_earned():
     card = zoo.resolve_card(SHIPPED_INFECTION, "infection")
     defaults = json.loads((zoo.MODELS_DIR / "defaults.json").read_text())
-    # its card records infection called in healthy HU CTs: the classical method stays the default there
-    assert card["metrics"]["healthy_ctchest4_false_positive_ml"]["value"] > 100
+    # its card records that it misses consolidation inserted into HU CT, which the classical method finds
+    # (0.920 on that seed): the classical method stays the default for HU CT
+    assert min(card["metrics"]["lidc0002_inserted_lesions_dice_any"]["value"]) < 0.5
     assert defaults["infection"] != SHIPPED_INFECTION
-    assert card["metrics"]["cv5_dice_any"]["value"] > 0.6
+    assert card["metrics"]["cv5_dice_any"]["value"] > 0.7
+    # started from ImageNet: the card names that checkpoint, and loading the model does not need it
+    assert card["training"]["encoder_weights"]["sha256"] == "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+    assert "encoder_weights" not in card["architecture_kwargs"]
 
 
 def test_shipped_infection_model_still_segments_a_slice_of_its_training_data():
@@ -77,4 +81,4 @@ def test_shipped_infection_model_still_segments_a_slice_of_its_training_data():
     pred = predict_labels(loaded.network, volume, card["slice_spec"], loaded.device)
     truth = np.array(Image.open(root / "ggo_consolidation" / f"{case}.png"))
     assert pred.shape[-2:] == truth.shape
-    assert dice(pred[0] > 0, truth > 0) == pytest.approx(0.855, abs=0.02)  # measured on this training slice
+    assert dice(pred[0] > 0, truth > 0) == pytest.approx(0.903, abs=0.02)  # measured on this training slice

@@ -373,3 +373,29 @@ def test_validation_scores_any_infection_as_well_as_each_class():
     assert per_class == [0.0, 0.0] and any_lesion == 1.0
     with pytest.raises(InputError, match="monitor"):
         TrainConfig.from_dict({"name": "x", "task": "infection", "architecture": "unet", "data": [], "monitor": "dice"})
+
+
+def test_imagenet_started_encoder_is_recorded_and_not_needed_to_load(tmp_path):
+    """A network started from an ImageNet checkpoint: the card names that file and its SHA-256, and the trained
+    model still loads once the checkpoint is gone (inference never reads it)."""
+    from lungseg_core.models import zoo
+    from lungseg_core.models.efficientnet import EfficientNetLite0
+
+    checkpoint = tmp_path / "lite0-imagenet.pth"
+    torch.manual_seed(3)
+    torch.save(EfficientNetLite0(in_channels=3).state_dict(), checkpoint)
+    config = tiny(CONFIGS[0], architecture="efficientnet_lite0_unet",
+                  architecture_kwargs={"encoder_weights": str(checkpoint)})
+    model = build_network(config)
+    stem = torch.load(checkpoint, weights_only=True)["stem.0.weight"]
+    torch.testing.assert_close(model.encoder.stem[0].weight[:, 0], stem.sum(dim=1))  # started from the file
+
+    result = train(config, tmp_path / "run", log=None, command="pytest")
+    card = json.loads(result.package.read_text())
+    assert "encoder_weights" not in card["architecture_kwargs"]
+    assert card["training"]["encoder_weights"] == {"given": str(checkpoint), "file": checkpoint.name,
+                                                   "sha256": zoo.sha256_file(checkpoint)}
+    assert card["training"]["config"]["architecture_kwargs"]["encoder_weights"] == str(checkpoint)
+    checkpoint.unlink()
+    loaded = zoo.load(str(result.package), "lungs")
+    assert loaded.network(torch.rand(1, 1, 64, 64)).shape == (1, config.num_classes, 64, 64)
