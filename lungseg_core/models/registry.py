@@ -96,7 +96,7 @@ _INFOS = [
         EfficientUNet,
         name="efficientnet_lite0_unet",
         description="U-Net decoder (128-64-32-24-16) on an EfficientNet-Lite0 encoder (inverted residuals, "
-        "ReLU6, no squeeze-excitation; 4.3 M parameters); optional local ImageNet encoder weights",
+        "ReLU6, no squeeze-excitation; 3.8 M parameters); optional ImageNet encoder weights",
         source="Tan & Le 2019, EfficientNet (Lite variant) + Ronneberger et al. 2015",
         spatial_dims=2,
         size_divisor=32,
@@ -124,6 +124,7 @@ _INFOS = [
 ]
 
 ARCHITECTURES: dict[str, ArchitectureInfo] = {info.name: info for info in _INFOS}
+
 
 def network_kwargs(architecture_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The options that shape the network: ``encoder_weights`` is where training starts, not part of the

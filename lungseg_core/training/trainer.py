@@ -146,7 +146,6 @@ def initial_weights(config: TrainConfig, model: torch.nn.Module) -> tuple[dict, 
     and the names of the tensors left as initialised: with another ``num_classes`` (a lung model as the start of
     an infection model) the layers whose shapes depend on it (the output layer) start afresh."""
     from lungseg_core.models import zoo
-
     from lungseg_core.models.registry import network_kwargs
 
     card = {"architecture_kwargs": {}, **zoo.resolve_card(config.init_weights, config.task)}
@@ -446,7 +445,9 @@ def _load_data(config: TrainConfig, say) -> TrainingData:
 
 
 def _build_parts(config: TrainConfig, device: torch.device, info: DistInfo, resume: bool, say) -> _Parts:
-    model = build_network(config, encoder_weights=not resume).to(device)
+    # The ImageNet checkpoint is read only when it is the start: a resume (last.pt) and a fine-tune (the
+    # init_weights model, whose encoder is the same network) replace the encoder right after.
+    model = build_network(config, encoder_weights=not resume and not config.init_weights).to(device)
     if config.init_weights and not resume:  # a resume takes its weights from last.pt instead
         weights, fresh = initial_weights(config, model)
         model.load_state_dict(weights)
