@@ -93,6 +93,8 @@ def choose_device(requested: str, info: DistInfo | None = None) -> torch.device:
         if requested == "cuda" and info is not None and info.enabled:
             requested = f"cuda:{info.local_rank}"
         device = torch.device(requested)
+        if device.index is None:  # newer torch refuses set_device("cuda") without an index
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
         return device
     if requested not in ("cpu", "mps"):

@@ -399,3 +399,23 @@ def test_imagenet_started_encoder_is_recorded_and_not_needed_to_load(tmp_path):
     checkpoint.unlink()
     loaded = zoo.load(str(result.package), "lungs")
     assert loaded.network(torch.rand(1, 1, 64, 64)).shape == (1, config.num_classes, 64, 64)
+
+
+@pytest.mark.parametrize("requested, index", [("cuda", 0), ("auto", 0), ("cuda:1", 1)])
+def test_a_cuda_device_is_selected_by_index(monkeypatch, requested, index):
+    # torch 2.11 refuses torch.cuda.set_device(torch.device("cuda")): "--device cuda" crashed on a GPU machine
+    from lungseg_core.training import trainer
+
+    selected = []
+
+    def set_device(device):
+        if isinstance(device, torch.device) and device.index is None:
+            raise ValueError("Expected a torch.device with a specified index")
+        selected.append(device)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    device = trainer.choose_device(requested)
+    assert device == torch.device("cuda", index)
+    assert selected == [device]
