@@ -103,6 +103,16 @@ _INFOS = [
         default_kwargs={"decoder_channels": LITE_DECODER_CHANNELS, "encoder_weights": None},
     ),
     _info(
+        EfficientUNet,
+        name="efficientnet_lite2_unet",
+        description="U-Net decoder (128-64-32-24-16) on an EfficientNet-Lite2 encoder (Lite0 widened 1.1x and "
+        "deepened 1.2x; 5.2 M parameters); optional ImageNet encoder weights",
+        source="Tan & Le 2019, EfficientNet (Lite variant) + Ronneberger et al. 2015",
+        spatial_dims=2,
+        size_divisor=32,
+        default_kwargs={"decoder_channels": LITE_DECODER_CHANNELS, "encoder_weights": None, "variant": 2},
+    ),
+    _info(
         ResUNet,
         name="resunet",
         description="Compact residual U-Net for 2.5D input (3 or 5 adjacent slices as channels): 4 "

