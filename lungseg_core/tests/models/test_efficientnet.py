@@ -149,8 +149,8 @@ def test_lite2_has_the_stages_of_the_released_checkpoint():
     assert model(torch.rand(1, 1, 64, 64)).shape == (1, 3, 64, 64)
     assert list(model.encoder.out_channels) == [16, 24, 48, 120, 352]
     assert 5.1e6 < count_parameters(model) < 5.3e6  # 21 MB of float32: within the extension's 25 MB aim
-    with pytest.raises(ValueError, match="variant 1 is not available"):
-        EfficientNetLite(variant=1)
+    with pytest.raises(ModelError, match="variant 1 is not available"):
+        build_model("efficientnet_lite0_unet", variant=1)
 
 
 def test_a_card_that_still_names_encoder_weights_loads_without_them(tmp_path):
