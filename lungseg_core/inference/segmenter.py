@@ -156,13 +156,25 @@ class Segmenter:
 
         if not self.card.get("combine_with_classical"):
             return clean_lungs(self.network_labels(volume, progress, cancel, kind), volume)
+        classical, network, hu = self.fusion_inputs(volume, progress, cancel, kind)
+        if network is None:
+            return classical  # the network only adds to the classical lungs
+        _report(progress, 0.9, "adding the network's dense lung")
+        return add_dense_lung(classical, network > 0, hu, volume)
+
+    def fusion_inputs(self, volume: Volume, progress: ProgressCallback | None = None,
+                      cancel: threading.Event | None = None, kind: str | None = None):
+        """What a ``combine_with_classical`` card fuses: (classical lungs, the network's labels, HU), the
+        network run only on the planes of the classical lungs; the network's labels are None where the
+        classical method finds no lung."""
         from lungseg_core.models.classical import classical_lungs
         from lungseg_core.preprocessing.intensity import hu_from_display
 
         _report(progress, 0.0, "classical lungs")
         classical = classical_lungs(volume)
+        hu = volume.array if volume.intensity == "hu" else hu_from_display(volume.array)
         if not classical.any():
-            return classical  # the network only adds to the classical lungs
+            return classical, None, hu
         check_cancel(cancel)
         planes = None
         if self.spatial_dims == 2:  # axial planes, whatever the storage order
@@ -172,9 +184,7 @@ class Segmenter:
                                int(COMBINED_PLANE_STEP_MM // spacing_mm))
         # shares of the time measured on LIDC-IDRI-0002 (classical 3 s, network 7 s, fusion 1 s)
         network = self.network_labels(volume, stage_progress(progress, 0.3, 0.6), cancel, kind, planes=planes)
-        _report(progress, 0.9, "adding the network's dense lung")
-        hu = volume.array if volume.intensity == "hu" else hu_from_display(volume.array)
-        return add_dense_lung(classical, network > 0, hu, volume)
+        return classical, network, hu
 
 
 def _report(progress: ProgressCallback | None, fraction: float, message: str) -> None:

@@ -341,6 +341,25 @@ def _without_thin_parts(mask: np.ndarray, lungs: np.ndarray, volume: Volume, wid
     return opened
 
 
+def dense_lung_stages(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray,
+                      volume: Volume) -> dict[str, np.ndarray]:
+    """The network's lung outside the classical ``lungs``, after each rule of :func:`add_dense_lung` in turn:
+    ``"network"`` (all of it), ``"dense"`` (denser than air), ``"wide"`` (at least ``THINNEST_DENSE_LUNG_MM``
+    across), ``"open"`` (open to the chest wall). Each is a subset of the one before; ``add_dense_lung`` adds
+    the last where it touches a lung in its own plane. Kept apart so a benchmark can tell which rule dropped
+    a voxel (``benchmarks/lung_misses.py``)."""
+    lungs = np.asarray(lungs) > 0
+    stages = {"network": np.asarray(network_lung, bool) & ~lungs}
+    stages["dense"] = stages["network"] & (np.asarray(hu) >= DENSE_LUNG_MIN_HU)
+    stages["wide"] = stages["open"] = np.zeros_like(lungs)  # nothing to add, or nothing to add it to
+    if stages["dense"].any() and lungs.any():
+        stages["wide"] = _without_thin_parts(stages["dense"], lungs, volume, THINNEST_DENSE_LUNG_MM,
+                                             axial_axis(volume))
+    if stages["wide"].any():
+        stages["open"] = stages["wide"] & open_to_chest_wall(stages["wide"], lungs, hu, volume)
+    return stages
+
+
 def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, volume: Volume) -> np.ndarray:
     """The classical ``lungs`` (1 right / 2 left) plus the dense lung that a network sees and thresholding cannot.
 
@@ -353,14 +372,10 @@ def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, 
     added only where the result encloses it in-plane (air bronchograms). Classical voxels are never removed.
     """
     lungs = np.asarray(lungs)
-    candidates = np.asarray(network_lung, bool) & (lungs == 0) & (np.asarray(hu) >= DENSE_LUNG_MIN_HU)
-    if not candidates.any() or not lungs.any():
-        return lungs.astype(np.uint8)
-    axial = axial_axis(volume)
-    candidates = _without_thin_parts(candidates, lungs > 0, volume, THINNEST_DENSE_LUNG_MM, axial)
-    candidates &= open_to_chest_wall(candidates, lungs > 0, hu, volume)
+    candidates = dense_lung_stages(lungs, network_lung, hu, volume)["open"]
     if not candidates.any():
         return lungs.astype(np.uint8)
+    axial = axial_axis(volume)
     box = bounding_box(candidates | (lungs > 0), 1)
     # in-plane regions that touch a lung in their own plane: dense tissue that only meets a lung in the next
     # plane (at the apices, above the first rib) is not lung

@@ -228,8 +228,10 @@ def test_ray_march_stopping_at_the_lung_box_gives_the_plain_march_answer():
 
 def test_add_dense_lung_leaves_out_thin_rims_and_tissue_meeting_a_lung_only_in_another_plane():
     """A network's partial-volume rim along the pleura, and soft tissue above a lung apex (it meets the lung
-    only across planes), are not consolidated lung; a bulky consolidated bay is."""
+    only across planes), are not consolidated lung; a bulky consolidated bay is. ``dense_lung_stages`` tells
+    which rule dropped each."""
     from lungseg_core.postprocessing import add_dense_lung
+    from lungseg_core.postprocessing.lungs import dense_lung_stages
 
     phantom = make_chest_phantom(shape=(16, 64, 64), ggo=False, consolidation=False, seed=2)
     reference = phantom.lungs
@@ -251,10 +253,20 @@ def test_add_dense_lung_leaves_out_thin_rims_and_tissue_meeting_a_lung_only_in_a
     hu = np.where(rim | apex | bay, 20.0, phantom.ct.array).astype(np.float32)
     assert rim.sum() > 20 and apex.sum() > 20
 
-    fused = add_dense_lung(classical, rim | apex | bay | (reference > 0), hu, phantom.ct)
+    network = rim | apex | bay | (reference > 0)
+    fused = add_dense_lung(classical, network, hu, phantom.ct)
+    stages = dense_lung_stages(classical, network, hu, phantom.ct)
 
     assert not fused[rim].any() and not fused[apex].any()
     assert np.mean(fused[bay] == 1) > 0.9
+    # which rule dropped what: the rim goes at the thin rule; the apex passes the gate and only the same-plane
+    # rule stops it; each stage is a subset of the one before
+    assert stages["dense"][rim].all() and not stages["wide"][rim].any()
+    assert stages["open"][apex].all() and stages["open"][bay].mean() > 0.9
+    names = list(stages)
+    assert names == ["network", "dense", "wide", "open"]
+    assert all(not (stages[after] & ~stages[before]).any() for before, after in zip(names, names[1:]))
+    assert not stages["network"][classical > 0].any()
 
 
 def test_thin_walls_around_an_air_bronchogram_count_as_bulky_consolidation():

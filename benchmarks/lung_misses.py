@@ -1,0 +1,94 @@
+"""Where a classical + network lung model loses lung on CTs with inserted consolidation: which rule dropped it.
+
+    python benchmarks/lung_misses.py [--model lungsegai-lungs] [--case ctchest4_costal] [--lesion-seeds 12] [--json OUT]
+
+For each lesion seed (1000, 1001, ... as in ``benchmarks/accuracy_lungs.py``) it inserts the case's lesions into
+CTChest4 (slicerio; the expert lung labels stay the reference), segments, and splits the reference lung voxels
+the result misses by the first rule of ``lungseg_core.postprocessing.add_dense_lung`` that dropped them:
+
+- ``network``: the network itself called them not lung;
+- ``air``: below ``DENSE_LUNG_MIN_HU`` (in CTChest4's reference: some trachea and main bronchi, and apices);
+- ``thin``: narrower than ``THINNEST_DENSE_LUNG_MM`` in-plane;
+- ``gate``: not open to the chest wall (lung lies further out on the ray from the body's centre);
+- ``same_plane``: passed every rule but touches no lung in its own plane.
+
+It also counts the voxels wrongly labelled lung, by whether the classical method or the network put them there.
+Only for models whose card has ``combine_with_classical``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy_lungs import STRESS_LESIONS, per_lung_dice  # noqa: E402
+
+from lungseg_core.inference.segmenter import Segmenter  # noqa: E402
+from lungseg_core.io import read_labelmap, read_volume  # noqa: E402
+from lungseg_core.postprocessing.lungs import add_dense_lung, dense_lung_stages  # noqa: E402
+from lungseg_core.synthetic.lesions import insert_lesions  # noqa: E402
+
+RULES = ("network", "dense", "wide", "open")  # the stages of dense_lung_stages, in order
+DROPPED_BY = {"network": "network", "dense": "air", "wide": "thin", "open": "gate"}
+
+
+def missed_by_rule(missed: np.ndarray, stages: dict[str, np.ndarray]) -> dict[str, int]:
+    """Missed voxels per rule that dropped them: a voxel in stage k's mask but not in k+1's was dropped by rule
+    k+1; one outside the first stage was never network lung."""
+    counts = {"network": int((missed & ~stages["network"]).sum())}
+    for before, after in zip(RULES, RULES[1:]):
+        counts[DROPPED_BY[after]] = int((missed & stages[before] & ~stages[after]).sum())
+    counts["same_plane"] = int((missed & stages["open"]).sum())
+    return counts
+
+
+def seed_row(segmenter: Segmenter, ct, ref: np.ndarray, case: str, seed: int) -> dict:
+    lesioned, _ = insert_lesions(ct, ref, STRESS_LESIONS[case], seed=seed)
+    classical, network, hu = segmenter.fusion_inputs(lesioned)
+    stages = dense_lung_stages(classical, network > 0, hu, lesioned)
+    labels = add_dense_lung(classical, network > 0, hu, lesioned)
+    row = {"seed": seed, **{side: round(value, 4) for side, value in per_lung_dice(labels, ref).items()}}
+    row["missed"] = int(((ref > 0) & (labels == 0)).sum())
+    row["missed_by"] = missed_by_rule((ref > 0) & (labels == 0), stages)
+    wrong = (labels > 0) & (ref == 0)
+    row["false_lung"] = {"classical": int((wrong & (classical > 0)).sum()),
+                         "network": int((wrong & (classical == 0)).sum())}
+    return row
+
+
+def main() -> None:
+    import slicerio
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="lungsegai-lungs")
+    parser.add_argument("--case", default="ctchest4_costal", choices=sorted(STRESS_LESIONS))
+    parser.add_argument("--lesion-seeds", type=int, default=12)
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    args = parser.parse_args()
+    segmenter = Segmenter(args.model, "lungs", device="cpu")
+    if not segmenter.card.get("combine_with_classical"):
+        parser.error(f"model '{args.model}' does not combine with the classical method: nothing to split")
+    ct = read_volume(slicerio.get_testdata_file("CTChest4.nrrd"))
+    ref = read_labelmap(slicerio.get_testdata_file("Segmentation.seg.nrrd"), "lungs").array
+    rows = []
+    for seed in range(1000, 1000 + args.lesion_seeds):
+        rows.append(seed_row(segmenter, ct, ref, args.case, seed))
+        print(json.dumps(rows[-1]), flush=True)
+    missed = sum(row["missed"] for row in rows)
+    summary = {"share_of_missed": {rule: round(sum(row["missed_by"][rule] for row in rows) / max(missed, 1), 3)
+                                   for rule in rows[0]["missed_by"]}}
+    summary.update({side: {"mean": round(float(np.mean([row[side] for row in rows])), 4),
+                           "min": round(float(np.min([row[side] for row in rows])), 4)} for side in ("right", "left")})
+    print(json.dumps(summary))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": segmenter.name, "case": args.case, "rows": rows,
+                                         "summary": summary}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
