@@ -252,3 +252,18 @@ def test_a_3d_network_sees_the_ct_in_the_same_view_whatever_the_storage_order(tm
     assert len(np.unique(labels)) > 1  # an untrained network, but not a constant one: a wrong view would show
     stored = segmenter.network_labels(reorder_axes(phantom.ct, axes, flips))
     np.testing.assert_array_equal(stored, reorder_axes(phantom.ct.with_array(labels), axes, flips).array)
+
+
+def test_fusion_inputs_are_what_the_shipped_lung_model_fuses(phantom):
+    """``fusion_inputs`` (classical lungs, network labels, HU) fused by ``add_dense_lung`` is the prediction,
+    so a benchmark that splits the misses by rule sees the same inputs; a CT without lungs runs no network."""
+    from lungseg_core.postprocessing import add_dense_lung
+
+    segmenter = Segmenter("lungsegai-lungs", "lungs", device="cpu")
+    classical, network, hu = segmenter.fusion_inputs(phantom.ct)
+    assert classical.any() and network.shape == phantom.ct.shape
+    np.testing.assert_array_equal(hu, phantom.ct.array)
+    np.testing.assert_array_equal(add_dense_lung(classical, network > 0, hu, phantom.ct), segmenter.predict(phantom.ct))
+    no_lungs = phantom.ct.with_array(np.full(phantom.ct.shape, 40, np.int16))  # soft tissue only
+    classical, network, _ = segmenter.fusion_inputs(no_lungs)
+    assert network is None and not classical.any()
