@@ -32,17 +32,18 @@ from lungseg_core.io import read_labelmap, read_volume  # noqa: E402
 from lungseg_core.postprocessing.lungs import add_dense_lung, dense_lung_stages  # noqa: E402
 from lungseg_core.synthetic.lesions import insert_lesions  # noqa: E402
 
-RULES = ("network", "dense", "wide", "open")  # the stages of dense_lung_stages, in order
-DROPPED_BY = {"network": "network", "dense": "air", "wide": "thin", "open": "gate"}
+# the rule that keeps a stage of dense_lung_stages, named by what it drops
+DROPPED_BY = {"dense": "air", "wide": "thin", "open": "gate"}
 
 
 def missed_by_rule(missed: np.ndarray, stages: dict[str, np.ndarray]) -> dict[str, int]:
     """Missed voxels per rule that dropped them: a voxel in stage k's mask but not in k+1's was dropped by rule
-    k+1; one outside the first stage was never network lung."""
-    counts = {"network": int((missed & ~stages["network"]).sum())}
-    for before, after in zip(RULES, RULES[1:]):
+    k+1; one outside the first stage was never network lung; one in the last was dropped by the same-plane rule."""
+    names = list(stages)  # in the order the rules apply
+    counts = {"network": int((missed & ~stages[names[0]]).sum())}
+    for before, after in zip(names, names[1:]):
         counts[DROPPED_BY[after]] = int((missed & stages[before] & ~stages[after]).sum())
-    counts["same_plane"] = int((missed & stages["open"]).sum())
+    counts["same_plane"] = int((missed & stages[names[-1]]).sum())
     return counts
 
 
@@ -52,8 +53,9 @@ def seed_row(segmenter: Segmenter, ct, ref: np.ndarray, case: str, seed: int) ->
     stages = dense_lung_stages(classical, network > 0, hu, lesioned)
     labels = add_dense_lung(classical, network > 0, hu, lesioned)
     row = {"seed": seed, **{side: round(value, 4) for side, value in per_lung_dice(labels, ref).items()}}
-    row["missed"] = int(((ref > 0) & (labels == 0)).sum())
-    row["missed_by"] = missed_by_rule((ref > 0) & (labels == 0), stages)
+    missed = (ref > 0) & (labels == 0)
+    row["missed"] = int(missed.sum())
+    row["missed_by"] = missed_by_rule(missed, stages)
     wrong = (labels > 0) & (ref == 0)
     row["false_lung"] = {"classical": int((wrong & (classical > 0)).sum()),
                          "network": int((wrong & (classical == 0)).sum())}

@@ -163,7 +163,8 @@ class Segmenter:
         return add_dense_lung(classical, network > 0, hu, volume)
 
     def fusion_inputs(self, volume: Volume, progress: ProgressCallback | None = None,
-                      cancel: threading.Event | None = None, kind: str | None = None):
+                      cancel: threading.Event | None = None,
+                      kind: str | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """What a ``combine_with_classical`` card fuses: (classical lungs, the network's labels, HU), the
         network run only on the planes of the classical lungs; the network's labels are None where the
         classical method finds no lung."""

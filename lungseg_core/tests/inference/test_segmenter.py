@@ -263,7 +263,8 @@ def test_fusion_inputs_are_what_the_shipped_lung_model_fuses(phantom):
     classical, network, hu = segmenter.fusion_inputs(phantom.ct)
     assert classical.any() and network.shape == phantom.ct.shape
     np.testing.assert_array_equal(hu, phantom.ct.array)
-    np.testing.assert_array_equal(add_dense_lung(classical, network > 0, hu, phantom.ct), segmenter.predict(phantom.ct))
+    fused = add_dense_lung(classical, network > 0, hu, phantom.ct)
+    np.testing.assert_array_equal(fused, segmenter.predict(phantom.ct))
     no_lungs = phantom.ct.with_array(np.full(phantom.ct.shape, 40, np.int16))  # soft tissue only
     classical, network, _ = segmenter.fusion_inputs(no_lungs)
     assert network is None and not classical.any()
