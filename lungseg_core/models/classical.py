@@ -8,7 +8,9 @@ Lungs (3D, Hounsfield units)
     3. Air not connected to the slice edge (per axial slice) is inside the body: lungs, airways, bowel gas.
     4. The trachea is found in the upper slices (small round midline air), the airway tree is grown from it
        with an explosion-controlled threshold, and trachea + main bronchi are removed.
-    5. The largest component and a second one at lung height are kept (bowel gas lies below the lungs).
+    5. Gas (mostly air alone) centred under the lowest slice of the lung-density air is dropped: in an
+       abdominal CT the bowel gas under the lung bases is the largest air region. Then the largest
+       component and a second one at lung height are kept (bowel gas lies below the lungs).
     6. Holes (vessels, nodules) are filled per slice and in 3D; each lung is closed in-plane to take back
        juxtapleural nodules; touching lungs are split by erosion + watershed, sides from patient space.
     7. Back on the full grid: the low-resolution interior plus full-resolution air near the boundary.
@@ -30,6 +32,8 @@ from lungseg_core.preprocessing.cropping import bounding_box
 from lungseg_core.preprocessing.intensity import hu_from_display
 from lungseg_core.preprocessing.orientation import CanonicalView
 from lungseg_core.postprocessing.lungs import (
+    MIN_LUNG_ML,
+    MIN_SECOND_LUNG_FRACTION,
     _ball,
     fill_holes,
     select_lung_components,
@@ -42,6 +46,10 @@ WORKING_SPACING_MM = 2.0
 AIRWAY_STEP_HU, AIRWAY_MAX_HU = 10.0, -750.0
 AIRWAY_MAX_ML = 250.0
 NODULE_CLOSING_MM = 5.0
+# Aerated lung mixes air with tissue and blood: about -850 HU on the working grid, with under 5 % of it below
+# -950 HU on the CTs here. Bowel and stomach gas is air alone: more than half of it below -950 HU.
+GAS_HU = -950.0
+GAS_FRACTION = 0.5
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -114,12 +122,43 @@ def _lungs_low_resolution(hu: np.ndarray, grid: Volume) -> tuple[np.ndarray, np.
     else:
         airway = ndimage.binary_dilation(airway, _ball(1.5 * max(spacing[1:]), spacing))
         inside &= ~airway
+    inside = _without_gas_under_lungs(inside, hu, grid.voxel_volume_ml)
     lungs = select_lung_components(inside, grid)
     lungs = fill_holes(fill_holes(lungs, axis=0))
     body_centre_x = _body_centre_x(hu, grid)
     labels = split_left_right(lungs, grid, body_centre_x=body_centre_x)
     labels = _close_each_lung(labels, spacing)
     return labels, airway & (labels == 0)
+
+
+def _without_gas_under_lungs(inside: np.ndarray, hu: np.ndarray, voxel_ml: float) -> np.ndarray:
+    """Drop enclosed gas centred below the lowest slice of the largest lung-density air region.
+
+    Canonical arrays (axis 0 runs foot to head). The lung-density region must hold
+    ``MIN_SECOND_LUNG_FRACTION`` of a gas region to drop it, so a small lung-density pocket never costs a
+    patient with severe emphysema (lungs as dark as gas) the lungs.
+    """
+    if not inside.any():
+        return inside
+    box = bounding_box(inside)
+    labels, count = ndimage.label(inside[box])
+    if count < 2:
+        return inside
+    index = np.arange(1, count + 1)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    is_gas = np.asarray(ndimage.mean(hu[box] < GAS_HU, labels, index)) > GAS_FRACTION
+    lung_density = ~is_gas & (sizes * voxel_ml >= MIN_LUNG_ML)
+    if not lung_density.any() or not is_gas.any():
+        return inside
+    reference = index[lung_density][np.argmax(sizes[lung_density])]
+    bottom = np.nonzero((labels == reference).any(axis=(1, 2)))[0].min()
+    centre_z = np.array([c[0] for c in ndimage.center_of_mass(inside[box], labels, index)])
+    below = is_gas & (centre_z < bottom) & (sizes[reference - 1] >= MIN_SECOND_LUNG_FRACTION * sizes)
+    if not below.any():
+        return inside
+    out = inside.copy()
+    out[box] &= ~np.isin(labels, index[below])
+    return out
 
 
 def _body_centre_x(hu: np.ndarray, grid: Volume) -> float:

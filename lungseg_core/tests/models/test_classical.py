@@ -83,6 +83,63 @@ def test_lidc_0002_anatomy():
     assert per_slice[rows.min()] < 0.2 * per_slice.max()  # bases taper; no abdominal blob at the bottom
 
 
+def _box_ct(lung_hu: float, gas: bool) -> tuple[Volume, np.ndarray, np.ndarray]:
+    """A 5 mm body cylinder with two lung-like ellipsoids at the top and, below them, a larger pocket of air
+    alone (bowel gas), as in an abdominal CT that shows the lung bases."""
+    z, y, x = np.meshgrid(np.arange(40), np.arange(64), np.arange(64), indexing="ij")
+    ct = np.full(z.shape, -1000.0)
+    ct[(y - 32) ** 2 + (x - 32) ** 2 <= 29**2] = 40.0
+    lungs = np.zeros(z.shape, np.uint8)
+    for value, centre_x in ((1, 18), (2, 46)):  # LPS-identity storage: x grows to the patient's left
+        lungs[((z - 34) / 6.0) ** 2 + ((y - 34) / 12.0) ** 2 + ((x - centre_x) / 9.0) ** 2 <= 1] = value
+    ct[lungs > 0] = lung_hu
+    bowel = ((z - 14) / 10.0) ** 2 + ((y - 28) / 14.0) ** 2 + ((x - 32) / 16.0) ** 2 <= 1
+    if gas:
+        ct[bowel] = -1000.0
+    ct += np.random.default_rng(5).normal(0, 15, ct.shape)
+    return Volume(ct.astype(np.float32), spacing=(5.0, 5.0, 5.0)), lungs, bowel
+
+
+def test_bowel_gas_under_the_lung_bases_is_not_lung():
+    volume, lungs, bowel = _box_ct(lung_hu=-850.0, gas=True)
+    assert bowel.sum() > (lungs > 0).sum()  # the gas is the largest air region, larger than both lungs
+    labels = classical_lungs(volume)
+    assert not labels[bowel].any()
+    for value in (1, 2):
+        assert dice(labels == value, lungs == value) > 0.9
+
+
+def test_gas_dark_lungs_are_kept_beside_a_small_lung_density_pocket():
+    from lungseg_core.models.classical import _without_gas_under_lungs
+
+    volume, lungs, _ = _box_ct(lung_hu=-990.0, gas=False)  # severe emphysema: lungs as dark as gas
+    pocket = np.zeros(lungs.shape, bool)
+    pocket[39, 30:36, 29:35] = True  # 36 voxels of 0.125 mL: 4.5 mL, lung density, above the lungs' centre
+    inside = (lungs > 0) | pocket
+    hu = np.where(pocket, -800.0, volume.array)
+    np.testing.assert_array_equal(_without_gas_under_lungs(inside, hu, 0.125), inside)
+    pocket[38, 30:36, 29:35] = True  # 9 mL: lung density, but under 8 % of the lungs
+    inside |= pocket
+    hu = np.where(pocket, -800.0, hu)
+    np.testing.assert_array_equal(_without_gas_under_lungs(inside, hu, 0.125), inside)
+
+
+def test_abdominal_ct_shows_lung_bases_not_bowel_gas():
+    volume = read_volume(shared_file("totalsegmentator_example/example_ct.nii.gz"))
+    labels = classical_lungs(volume)
+    from lungseg_core.preprocessing.orientation import CanonicalView
+
+    view = CanonicalView(volume)
+    canonical = view.forward(labels)
+    rows = np.nonzero(canonical.any(axis=(1, 2)))[0]
+    assert rows.min() >= 0.85 * canonical.shape[0]  # only the top slices: the bases over liver and spleen
+    hu = view.forward(volume.array)
+    assert np.mean(hu[canonical > 0] < -950) < 0.05  # lung parenchyma, not air alone
+    for value in (1, 2):
+        ml = np.count_nonzero(labels == value) * volume.voxel_volume_ml
+        assert 20 <= ml <= 150, f"lung {value}: {ml:.0f} mL"
+
+
 def _trachea_column(hu: np.ndarray) -> np.ndarray:
     """Track the trachea down from the top slice until its cross-section grows (carina) or vanishes."""
     column = np.zeros(hu.shape, bool)
