@@ -143,10 +143,8 @@ def build_network(config: TrainConfig, encoder_weights: bool = True) -> torch.nn
     return build_model(config.architecture, in_channels=config.in_channels, num_classes=config.num_classes, **options)
 
 
-def initial_weights(config: TrainConfig, model: torch.nn.Module) -> tuple[dict, list[str]]:
-    """The SHA-checked weights of the model ``config.init_weights`` names, if its network matches the config's,
-    and the names of the tensors left as initialised: with another ``num_classes`` (a lung model as the start of
-    an infection model) the layers whose shapes depend on it (the output layer) start afresh."""
+def init_weights_card(config: TrainConfig) -> dict:
+    """The card of the model ``config.init_weights`` names, refused unless its network is the config's."""
     from lungseg_core.models import zoo
     from lungseg_core.models.registry import network_kwargs
 
@@ -160,6 +158,16 @@ def initial_weights(config: TrainConfig, model: torch.nn.Module) -> tuple[dict, 
             f"Cannot fine-tune from '{config.init_weights}': its {', '.join(differs)} differ(s) from the config's",
             "set architecture, architecture_kwargs and slice_spec.context as in that model's card",
         )
+    return card
+
+
+def initial_weights(config: TrainConfig, model: torch.nn.Module) -> tuple[dict, list[str]]:
+    """The SHA-checked weights of the model ``config.init_weights`` names, if its network matches the config's,
+    and the names of the tensors left as initialised: with another ``num_classes`` (a lung model as the start of
+    an infection model) the layers whose shapes depend on it (the output layer) start afresh."""
+    from lungseg_core.models import zoo
+
+    card = init_weights_card(config)
     weights = zoo.load_state_dict(card)
     if card.get("num_classes") == config.num_classes:
         return weights, []
@@ -413,6 +421,8 @@ def _train(config, run_dir, resume, device, command, info: DistInfo, say) -> Tra
     checkpoint = load_checkpoint(last_path) if resume else None
     if checkpoint is not None:
         _check_resumable(checkpoint, config, last_path, run_dir, say)
+    elif config.init_weights:
+        init_weights_card(config)  # a wrong model to fine-tune from, too, is refused before the data load
     missing_sources = config.missing_optional_sources()
     seed_everything(config.seed + info.rank)
     data = _load_data(config, say)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lungseg_core.errors import InputError
+from lungseg_core.errors import InputError, ModelError
 from lungseg_core.training.config import TrainConfig, load_config
 from lungseg_core.training.trainer import build_network, load_checkpoint, train
 
@@ -301,6 +301,14 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert json.loads(tuned.package.read_text())["training"]["fine_tuned_from"] == str(first.package)
     with pytest.raises(InputError, match="Cannot fine-tune"):
         train(tiny(recipe, init_weights=str(first.package), architecture_kwargs={"base_filters": 8, "depth": 2}), tmp_path / "other", device="cpu", log=None)
+
+
+def test_a_missing_model_to_fine_tune_from_is_refused_before_the_data_is_read(tmp_path):
+    messages = []
+    with pytest.raises(ModelError, match="does not exist"):
+        train(tiny(CONFIGS[0], init_weights=str(tmp_path / "no_such_model.json")), tmp_path / "run", device="cpu",
+              log=messages.append)
+    assert not any(str(message).startswith("data:") for message in messages)
 
 
 def test_fine_tuning_to_another_number_of_classes_keeps_all_but_the_output_layer(tmp_path):
