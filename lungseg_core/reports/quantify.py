@@ -27,6 +27,10 @@ from lungseg_core.reports.zones import SEVERITY_MAX_PER_ZONE, lung_zone_measures
 
 LUNG_KEYS = ("right_lung", "left_lung", "both_lungs")
 SCHEMA_VERSION = 1
+# Adult lungs hold 2-8 L; a scan through the lung bases or apices alone still shows a few hundred mL (the lung
+# bases of the TotalSegmentator abdominal example: 116 mL), while the stomach and bowel gas of an upper-abdomen
+# scan without lungs came out as 30 mL.
+SMALL_LUNGS_ML = 250.0
 
 
 def _check_labels(ct: Volume, labels: np.ndarray | None, what: str, allowed: tuple[int, ...]) -> np.ndarray | None:
@@ -125,6 +129,19 @@ def _zones_section(ct: Volume, lungs: np.ndarray, infection: np.ndarray | None) 
     }
 
 
+def _lung_coverage_notes(lung_ml: float) -> list[str]:
+    """Why a 3D case's lung volume needs a look: a batch over thousands of scans must not count a scan without
+    lungs, or with gas below the diaphragm taken for them, as a healthy case."""
+    if lung_ml == 0:
+        return ["no lung found: not a chest CT, the lungs outside the field of view, or a damaged image; "
+                "look at the image before using these numbers"]
+    if lung_ml < SMALL_LUNGS_ML:
+        return [f"only {lung_ml:.0f} mL of lung found: the scan shows the lung bases or apices alone, or it shows "
+                "no lung and gas in the stomach or bowel was taken for lung; look at the image before using "
+                "these numbers"]
+    return []
+
+
 def quantify(ct: Volume, lungs: np.ndarray | None, infection: np.ndarray | None) -> dict:
     """All case measurements as a JSON-ready dict (see the module docstring and docs/quantification.md)."""
     lungs = _check_labels(ct, lungs, "lung", (RIGHT_LUNG, LEFT_LUNG))
@@ -137,10 +154,8 @@ def quantify(ct: Volume, lungs: np.ndarray | None, infection: np.ndarray | None)
             notes.append("pixel spacing unknown (image file): volumes assume 1 mm pixels")
     if ct.intensity != "hu":
         notes.append("display-intensity image: intensity statistics are grey levels, HU bands not computed")
-    if lungs is not None and not ct.is_2d and not lungs.any():
-        # a batch over thousands of scans must not count a scan without lungs as a healthy 0% case
-        notes.append("no lung found: not a chest CT, the lungs outside the field of view, or a damaged image; "
-                     "look at the image before using these numbers")
+    if lungs is not None and not ct.is_2d:
+        notes += _lung_coverage_notes(np.count_nonzero(lungs) * ct.voxel_volume_ml)
 
     hists = _histograms(ct, lungs, infection)
     result: dict = {

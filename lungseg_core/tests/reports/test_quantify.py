@@ -186,6 +186,13 @@ def test_a_3d_image_without_lungs_gets_a_note_not_a_silent_zero():
     assert any("no lung found" in note for note in empty["notes"])
 
 
+def test_too_little_lung_for_a_chest_ct_gets_a_note():
+    volume, lungs, infection = box_case()  # two small boxes: 2 mL of lung
+    assert any(note.startswith("only 2 mL of lung found") for note in quantify(volume, lungs, infection)["notes"])
+    large = Volume(volume.array, (10.0, 10.0, 10.0), volume.origin, volume.direction)  # 1 mL voxels: 864 mL
+    assert not any("lung found" in note for note in quantify(large, lungs, infection)["notes"])
+
+
 def test_display_intensity_2d_slice_states_units_and_skips_bands_and_zones():
     array = np.full((1, 20, 20), 200, np.uint8)
     lungs = np.zeros(array.shape, np.uint8)

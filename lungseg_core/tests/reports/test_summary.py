@@ -41,7 +41,7 @@ def test_a_case_without_lungs_shows_its_note_in_the_summary(tmp_path):
     csv_path, _ = write_batch_summary(documents, tmp_path / "out")
     with open(csv_path, newline="") as handle:
         notes = {r["case"]: r["notes"] for r in csv.DictReader(handle)}
-    assert notes["box_a"] == "" and notes["no_lungs"].startswith("no lung found")
+    assert "no lung found" not in notes["box_a"] and notes["no_lungs"].startswith("no lung found")
 
 
 def test_empty_batch_is_an_input_error(tmp_path):

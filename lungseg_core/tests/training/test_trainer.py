@@ -45,6 +45,15 @@ def _log_rows(run: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def test_every_config_shipped_in_configs_loads():
+    """Our own models' recipes too (their data need make_lidc_pseudo_labels.sh, so they do not train here)."""
+    paths = sorted(CONFIGS[0].parent.glob("*.json"))
+    assert {"lungsegai_lungs", "lungsegai_lungs_both_lidc", "lungsegai_infection"} <= {p.stem for p in paths}
+    for path in paths:
+        config = load_config(path)
+        assert config.data and config.epochs >= 1, path
+
+
 def test_there_are_eight_seed_configs():
     names = {p.stem for p in CONFIGS}
     assert {"seed1_unet_lungs", "seed2_resnet50_unet_sgd_lungs", "seed3_segnet_lungs", "seed4_resnet101_unet_lungs",
