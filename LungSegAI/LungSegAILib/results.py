@@ -73,7 +73,21 @@ def import_result(
     table = nodes.rows_to_table(scene, rows, table.GetName() if table else new_names[1], node=table)
     nodes.tag_result(table, volume_node, "measurements", segmentation)
     nodes.place_beside(scene, table, volume_node)
+    _log_lung_coverage(result.lungs, volume_node, log)
     return ImportedResult(segmentation, table, measured)
+
+
+def _log_lung_coverage(lungs, volume_node, log: Callable[[str], None]) -> None:
+    """Warn, as CASE.json's notes do, when a CT shows too little lung for its numbers to describe the chest
+    (only the lung bases, or stomach gas taken for lung in a scan without lungs)."""
+    if lungs is None or sum(n > 1 for n in lungs.shape) < 3:  # a single slice: no lung volume to judge
+        return
+    import numpy as np
+    from lungseg_core.reports.quantify import lung_coverage_notes
+
+    voxel_ml = float(np.prod(volume_node.GetSpacing())) / 1000.0
+    for note in lung_coverage_notes(np.count_nonzero(lungs) * voxel_ml):
+        log(f"Warning: {note}")
 
 
 def _log_left_alone(left_alone, segmentation, log, reported: set | None) -> None:

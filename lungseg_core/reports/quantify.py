@@ -129,7 +129,7 @@ def _zones_section(ct: Volume, lungs: np.ndarray, infection: np.ndarray | None) 
     }
 
 
-def _lung_coverage_notes(lung_ml: float) -> list[str]:
+def lung_coverage_notes(lung_ml: float) -> list[str]:
     """Why a 3D case's lung volume needs a look: a batch over thousands of scans must not count a scan without
     lungs, or with gas below the diaphragm taken for them, as a healthy case."""
     if lung_ml == 0:
@@ -155,7 +155,7 @@ def quantify(ct: Volume, lungs: np.ndarray | None, infection: np.ndarray | None)
     if ct.intensity != "hu":
         notes.append("display-intensity image: intensity statistics are grey levels, HU bands not computed")
     if lungs is not None and not ct.is_2d:
-        notes += _lung_coverage_notes(np.count_nonzero(lungs) * ct.voxel_volume_ml)
+        notes += lung_coverage_notes(np.count_nonzero(lungs) * ct.voxel_volume_ml)
 
     hists = _histograms(ct, lungs, infection)
     result: dict = {

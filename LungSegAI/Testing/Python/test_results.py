@@ -41,6 +41,23 @@ def test_import_result_makes_one_segmentation_and_table_and_replaces_them(phanto
     assert "Right lung infection" not in {r["Measurement"] for r in nodes.table_to_rows(second.table)}
 
 
+def test_too_little_lung_is_said_in_the_log(phantom):
+    scene = slicer.vtkMRMLScene()
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case8")
+    messages = []
+    results.import_result(scene, volume_node, _result(phantom), "lungs", show_3d=False, log=messages.append)
+    assert not any("lung found" in message for message in messages)  # the phantom's lungs hold litres
+    lowest = np.nonzero(phantom.lungs.any(axis=(1, 2)))[0].min()
+    bases = phantom.lungs.copy()
+    bases[lowest + 2:] = 0  # the lungs' two lowest slices alone, as in an abdominal CT
+    bases_ml = np.count_nonzero(bases) * phantom.ct.voxel_volume_ml
+    assert 0 < bases_ml < 250
+    result = _result(phantom)
+    result.lungs = bases
+    results.import_result(scene, volume_node, result, "lungs", show_3d=False, log=messages.append)
+    assert any(message.startswith(f"Warning: only {bases_ml:.0f} mL of lung found") for message in messages)
+
+
 def test_import_uses_the_given_volume_calculator(phantom):
     scene = slicer.vtkMRMLScene()
     volume_node = nodes.volume_to_node(phantom.ct, scene, "ct")
