@@ -8,9 +8,10 @@ Lungs (3D, Hounsfield units)
     3. Air not connected to the slice edge (per axial slice) is inside the body: lungs, airways, bowel gas.
     4. The trachea is found in the upper slices (small round midline air), the airway tree is grown from it
        with an explosion-controlled threshold, and trachea + main bronchi are removed.
-    5. Gas (mostly air alone) centred under the lowest slice of the lung-density air is dropped: in an
-       abdominal CT the bowel gas under the lung bases is the largest air region. Then the largest
-       component and a second one at lung height are kept (bowel gas lies below the lungs).
+    5. Bowel and stomach gas is dropped: air that stays in front of the body's front-to-back middle (lungs
+       reach the back of the chest), and gas (mostly air alone) centred under the lowest slice of the
+       lung-density air (in an abdominal CT the bowel gas under the lung bases is the largest air region).
+       Then the largest component and a second one at lung height are kept (bowel gas lies below the lungs).
     6. Holes (vessels, nodules) are filled per slice and in 3D; each lung is closed in-plane to take back
        juxtapleural nodules; touching lungs are split by erosion + watershed, sides from patient space.
     7. Back on the full grid: the low-resolution interior plus full-resolution air near the boundary.
@@ -115,14 +116,15 @@ def _lungs_low_resolution(hu: np.ndarray, grid: Volume) -> tuple[np.ndarray, np.
     """
     spacing = grid.spacing[::-1]
     air = hu < AIR_THRESHOLD_HU
-    inside = air & fill_holes(~air, axis=0)  # air enclosed by the body in its axial slice
+    body = fill_holes(~air, axis=0)
+    inside = air & body  # air enclosed by the body in its axial slice
     airway = _airway_tree(hu, inside, spacing)
     if airway is None:
         airway = np.zeros(hu.shape, bool)
     else:
         airway = ndimage.binary_dilation(airway, _ball(1.5 * max(spacing[1:]), spacing))
         inside &= ~airway
-    inside = _without_gas_under_lungs(inside, hu, grid.voxel_volume_ml)
+    inside = _without_bowel_gas(inside, hu, body, grid.voxel_volume_ml)
     lungs = select_lung_components(inside, grid)
     lungs = fill_holes(fill_holes(lungs, axis=0))
     body_centre_x = _body_centre_x(hu, grid)
@@ -131,34 +133,49 @@ def _lungs_low_resolution(hu: np.ndarray, grid: Volume) -> tuple[np.ndarray, np.
     return labels, airway & (labels == 0)
 
 
-def _without_gas_under_lungs(inside: np.ndarray, hu: np.ndarray, voxel_ml: float) -> np.ndarray:
-    """Drop enclosed gas centred below the lowest slice of the largest lung-density air region.
+def _without_bowel_gas(inside: np.ndarray, hu: np.ndarray, body: np.ndarray, voxel_ml: float) -> np.ndarray:
+    """Drop enclosed air that is bowel or stomach gas, not lung. Canonical arrays: axis 0 runs foot to head,
+    axis 1 front to back.
 
-    Canonical arrays (axis 0 runs foot to head). The lung-density region must hold
-    ``MIN_SECOND_LUNG_FRACTION`` of a gas region to drop it, so a small lung-density pocket never costs a
-    patient with severe emphysema (lungs as dark as gas) the lungs.
+    - Air that stays in front of the body's front-to-back middle. The lungs always reach the back of the chest
+      beside the spine, while the gas of a supine patient rises to the front; in an upper-abdomen scan without
+      lungs that gas would otherwise be the "lungs".
+    - Gas (mostly below ``GAS_HU``) centred below the lowest slice of the largest lung-density air region: the
+      bowel gas under the lung bases of an abdominal CT, the largest air region there. The lung-density region
+      must hold ``MIN_SECOND_LUNG_FRACTION`` of a gas region to drop it, so a small lung-density pocket never
+      costs a patient with severe emphysema (lungs as dark as gas) the lungs.
     """
     if not inside.any():
         return inside
     box = bounding_box(inside)
     labels, count = ndimage.label(inside[box])
-    if count < 2:
-        return inside
     index = np.arange(1, count + 1)
+    extents = ndimage.find_objects(labels)
+    rearmost_row = box[1].start + np.array([extent[1].stop - 1 for extent in extents])
+    drop = rearmost_row <= _body_middle_row(body)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     is_gas = np.asarray(ndimage.mean(hu[box] < GAS_HU, labels, index)) > GAS_FRACTION
-    lung_density = ~is_gas & (sizes * voxel_ml >= MIN_LUNG_ML)
-    if not lung_density.any() or not is_gas.any():
-        return inside
-    reference = index[lung_density][np.argmax(sizes[lung_density])]
-    bottom = np.nonzero((labels == reference).any(axis=(1, 2)))[0].min()
-    centre_z = np.array([c[0] for c in ndimage.center_of_mass(inside[box], labels, index)])
-    below = is_gas & (centre_z < bottom) & (sizes[reference - 1] >= MIN_SECOND_LUNG_FRACTION * sizes)
-    if not below.any():
+    lung_density = ~is_gas & ~drop & (sizes * voxel_ml >= MIN_LUNG_ML)
+    if lung_density.any() and is_gas.any():
+        reference = index[lung_density][np.argmax(sizes[lung_density])]
+        bottom = extents[reference - 1][0].start
+        centre_z = np.array([c[0] for c in ndimage.center_of_mass(inside[box], labels, index)])
+        drop |= is_gas & (centre_z < bottom) & (sizes[reference - 1] >= MIN_SECOND_LUNG_FRACTION * sizes)
+    if not drop.any():
         return inside
     out = inside.copy()
-    out[box] &= ~np.isin(labels, index[below])
+    out[box] &= ~np.isin(labels, index[drop])
     return out
+
+
+def _body_middle_row(body: np.ndarray) -> float:
+    """The front-to-back middle of the body (its largest part: not the table), as a canonical axis-1 row."""
+    labels, count = ndimage.label(body)
+    if count == 0:
+        return -1.0
+    largest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    rows = np.nonzero(largest.any(axis=(0, 2)))[0]
+    return (rows[0] + rows[-1]) / 2
 
 
 def _body_centre_x(hu: np.ndarray, grid: Volume) -> float:

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 # A second lung component must hold at least this fraction of the largest one; smaller ones are islands,
 # bowel gas or airway pieces.
 MIN_SECOND_LUNG_FRACTION = 0.08
-# Components smaller than this are never lungs (mL); protects against noise on tiny inputs.
+# Components smaller than this are never lungs (mL), the largest one included (3D); protects against noise on
+# tiny inputs and against a pocket of bowel gas in a scan without lungs.
 MIN_LUNG_ML = 5.0
 
 
@@ -239,7 +240,8 @@ def split_left_right(
 # clean-up of any lung prediction
 # ----------------------------------------------------------------------------------------------------------
 def select_lung_components(mask: np.ndarray, volume: Volume) -> np.ndarray:
-    """Keep the largest component and, if present, a second one of comparable size at lung height.
+    """Keep the largest component (in 3D only if it holds ``MIN_LUNG_ML``) and, if present, a second one of
+    comparable size at lung height.
 
     A second component must hold ``MIN_SECOND_LUNG_FRACTION`` of the largest and (in 3D) reach above the
     largest one's centre: bowel / stomach gas lies under the diaphragm, below the middle of the lungs.
@@ -251,8 +253,10 @@ def select_lung_components(mask: np.ndarray, volume: Volume) -> np.ndarray:
     labels, count = ndimage.label(mask[box])
     sizes = np.bincount(labels.ravel())[1:]
     order = np.argsort(sizes)[::-1]
-    keep = [order[0] + 1]
     min_lung_voxels = 0 if volume.is_2d else MIN_LUNG_ML / volume.voxel_volume_ml
+    if sizes[order[0]] < min_lung_voxels:  # e.g. a pocket of bowel gas in a scan without lungs
+        return np.zeros(mask.shape, bool)
+    keep = [order[0] + 1]
     min_voxels = max(MIN_SECOND_LUNG_FRACTION * sizes[order[0]], min_lung_voxels)
     canon = None if volume.is_2d else CanonicalView(volume).forward(labels)
     for index in order[1:]:

@@ -110,18 +110,38 @@ def test_bowel_gas_under_the_lung_bases_is_not_lung():
 
 
 def test_gas_dark_lungs_are_kept_beside_a_small_lung_density_pocket():
-    from lungseg_core.models.classical import _without_gas_under_lungs
+    from lungseg_core.models.classical import _without_bowel_gas
 
     volume, lungs, _ = _box_ct(lung_hu=-990.0, gas=False)  # severe emphysema: lungs as dark as gas
     pocket = np.zeros(lungs.shape, bool)
     pocket[39, 30:36, 29:35] = True  # 36 voxels of 0.125 mL: 4.5 mL, lung density, above the lungs' centre
     inside = (lungs > 0) | pocket
     hu = np.where(pocket, -800.0, volume.array)
-    np.testing.assert_array_equal(_without_gas_under_lungs(inside, hu, 0.125), inside)
+    body = volume.array > -400  # the body cylinder (its front-to-back extent is what counts)
+    np.testing.assert_array_equal(_without_bowel_gas(inside, hu, body, 0.125), inside)
     pocket[38, 30:36, 29:35] = True  # 9 mL: lung density, but under 8 % of the lungs
     inside |= pocket
     hu = np.where(pocket, -800.0, hu)
-    np.testing.assert_array_equal(_without_gas_under_lungs(inside, hu, 0.125), inside)
+    np.testing.assert_array_equal(_without_bowel_gas(inside, hu, body, 0.125), inside)
+
+
+def test_gas_in_front_of_the_body_middle_is_not_lung():
+    """Stomach gas rises to the front of a supine patient; lungs always reach the back of the chest."""
+    volume, lungs, _ = _box_ct(lung_hu=-850.0, gas=False)
+    z, y, x = np.meshgrid(*(np.arange(n) for n in lungs.shape), indexing="ij")
+    stomach = ((z - 20) / 8.0) ** 2 + ((y - 12) / 5.0) ** 2 + ((x - 40) / 10.0) ** 2 <= 1  # front, patient left
+    ct = np.where(stomach, -1000.0, volume.array)
+    with_lungs = classical_lungs(volume.with_array(ct.astype(np.float32)))
+    assert not with_lungs[stomach].any()
+    for value in (1, 2):
+        assert dice(with_lungs == value, lungs == value) > 0.9
+    without_lungs = np.where(lungs > 0, 40.0, ct).astype(np.float32)  # an upper-abdomen scan: gas only
+    assert not classical_lungs(volume.with_array(without_lungs)).any()
+
+
+def test_upper_abdomen_scan_without_lungs_has_no_lung():
+    volume = read_volume(shared_file("totalsegmentator_example/example_ct_dicom"))
+    assert not classical_lungs(volume).any()  # before: 17 / 13 mL of stomach and bowel gas
 
 
 def test_abdominal_ct_shows_lung_bases_not_bowel_gas():
