@@ -55,11 +55,21 @@ def per_lung_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return {"right": dice(pred == RIGHT_LUNG, ref == RIGHT_LUNG), "left": dice(pred == LEFT_LUNG, ref == LEFT_LUNG)}
 
 
-def ctchest4_checks(segmenter: Segmenter, seeds: int) -> dict:
+def ctchest4_with_reference() -> tuple:
+    """slicerio's CTChest4 and its expert lung labels (1 right / 2 left); never used for training."""
     import slicerio
 
     ct = read_volume(slicerio.get_testdata_file("CTChest4.nrrd"))
-    ref = read_labelmap(slicerio.get_testdata_file("Segmentation.seg.nrrd"), "lungs").array
+    return ct, read_labelmap(slicerio.get_testdata_file("Segmentation.seg.nrrd"), "lungs").array
+
+
+def lesion_seeds(count: int) -> range:
+    """The lesion seeds every lung benchmark uses: 1000, 1001, ..., so their results pair up seed by seed."""
+    return range(1000, 1000 + count)
+
+
+def ctchest4_checks(segmenter: Segmenter, seeds: int) -> dict:
+    ct, ref = ctchest4_with_reference()
     started = time.perf_counter()
     result = {"ctchest4": per_lung_dice(segmenter.predict(ct), ref),
               "ctchest4_seconds": round(time.perf_counter() - started, 2)}
@@ -70,8 +80,8 @@ def ctchest4_checks(segmenter: Segmenter, seeds: int) -> dict:
 
 def stress_checks(segmenter: Segmenter, ct, ref: np.ndarray, spec: LesionSpec, seeds: int) -> dict:
     stressed = []
-    for seed in range(seeds):
-        lesioned, infection = insert_lesions(ct, ref, spec, seed=1000 + seed)
+    for seed in lesion_seeds(seeds):
+        lesioned, infection = insert_lesions(ct, ref, spec, seed=seed)
         scores = per_lung_dice(segmenter.predict(lesioned), ref)
         scores["lesion_ml"] = float((infection > 0).sum() * np.prod(ct.spacing) / 1000)
         stressed.append(scores)

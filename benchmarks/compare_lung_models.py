@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_lungs import STRESS_LESIONS, per_lung_dice  # noqa: E402
+from accuracy_lungs import STRESS_LESIONS, ctchest4_with_reference, lesion_seeds, per_lung_dice  # noqa: E402
 
 from lungseg_core.inference.segmenter import Segmenter  # noqa: E402
-from lungseg_core.io import read_labelmap, read_volume  # noqa: E402
 from lungseg_core.models import zoo  # noqa: E402
 from lungseg_core.synthetic.lesions import insert_lesions  # noqa: E402
 
@@ -49,16 +48,13 @@ def main() -> None:
     parser.add_argument("--lesion-seeds", type=int, default=12)
     parser.add_argument("--json", type=Path, default=None, help="write the per-seed rows and summaries here")
     args = parser.parse_args()
-    import slicerio
-
-    ct = read_volume(slicerio.get_testdata_file("CTChest4.nrrd"))
-    ref = read_labelmap(slicerio.get_testdata_file("Segmentation.seg.nrrd"), "lungs").array
+    ct, ref = ctchest4_with_reference()
     models = {role: Segmenter(name, "lungs", device="cpu") for role, name in
               (("baseline", args.baseline), ("candidate", args.candidate))}
     results = {}
     for case in args.case or ["ctchest4_costal", "ctchest4_subpleural"]:
         rows = []
-        for seed in range(1000, 1000 + args.lesion_seeds):
+        for seed in lesion_seeds(args.lesion_seeds):
             lesioned, _ = insert_lesions(ct, ref, STRESS_LESIONS[case], seed=seed)
             rows.append({"seed": seed, **{role: per_lung_dice(m.predict(lesioned), ref) for role, m in models.items()}})
         results[case] = {"summary": paired_summary(rows), "per_seed": rows}

@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_lungs import STRESS_LESIONS, per_lung_dice  # noqa: E402
+from accuracy_lungs import STRESS_LESIONS, ctchest4_with_reference, lesion_seeds, per_lung_dice  # noqa: E402
 
 from lungseg_core.inference.segmenter import Segmenter  # noqa: E402
-from lungseg_core.io import read_labelmap, read_volume  # noqa: E402
 from lungseg_core.postprocessing.lungs import add_dense_lung, dense_lung_stages  # noqa: E402
 from lungseg_core.synthetic.lesions import insert_lesions  # noqa: E402
 
@@ -63,8 +62,6 @@ def seed_row(segmenter: Segmenter, ct, ref: np.ndarray, case: str, seed: int) ->
 
 
 def main() -> None:
-    import slicerio
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="lungsegai-lungs")
     parser.add_argument("--case", default="ctchest4_costal", choices=sorted(STRESS_LESIONS))
@@ -74,10 +71,9 @@ def main() -> None:
     segmenter = Segmenter(args.model, "lungs", device="cpu")
     if not segmenter.card.get("combine_with_classical"):
         parser.error(f"model '{args.model}' does not combine with the classical method: nothing to split")
-    ct = read_volume(slicerio.get_testdata_file("CTChest4.nrrd"))
-    ref = read_labelmap(slicerio.get_testdata_file("Segmentation.seg.nrrd"), "lungs").array
+    ct, ref = ctchest4_with_reference()
     rows = []
-    for seed in range(1000, 1000 + args.lesion_seeds):
+    for seed in lesion_seeds(args.lesion_seeds):
         rows.append(seed_row(segmenter, ct, ref, args.case, seed))
         print(json.dumps(rows[-1]), flush=True)
     missed = sum(row["missed"] for row in rows)

@@ -173,16 +173,18 @@ def _body_middle_row(body: np.ndarray) -> float:
     labels, count = ndimage.label(body)
     if count == 0:
         return -1.0
-    largest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    rows = np.nonzero(largest.any(axis=(0, 2)))[0]
-    return (rows[0] + rows[-1]) / 2
+    return _extent_middle(labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1, axis=1)
 
 
 def _body_centre_x(hu: np.ndarray, grid: Volume) -> float:
-    body = hu > AIR_THRESHOLD_HU
-    columns = np.nonzero(body.any(axis=(0, 1)))[0]
-    centre = (columns[0] + columns[-1]) / 2 if columns.size else hu.shape[2] / 2
-    return float(centre * grid.spacing[0])
+    centre = _extent_middle(hu > AIR_THRESHOLD_HU, axis=2)
+    return float((hu.shape[2] / 2 if centre is None else centre) * grid.spacing[0])
+
+
+def _extent_middle(mask: np.ndarray, axis: int) -> float | None:
+    """The index halfway between the first and the last of ``mask``'s slabs along ``axis``; None if empty."""
+    slabs = np.nonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))[0]
+    return (slabs[0] + slabs[-1]) / 2 if slabs.size else None
 
 
 def _close_each_lung(labels: np.ndarray, spacing) -> np.ndarray:
