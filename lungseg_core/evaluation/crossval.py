@@ -32,8 +32,9 @@ def fold_dir(out_dir: Path, fold: int) -> Path:
 
 def train_folds(config, out_dir: Path, folds: int, device: str = "auto", epochs: int | None = None,
                 command_for: Callable[[int], str] = lambda _fold: "",
-                log: Callable[[str], None] | None = print) -> list[Path]:
-    """Train folds 0..folds-1 into ``OUT/fold_K``; finished folds are kept, interrupted ones resumed (or
+                log: Callable[[str], None] | None = print, only: list[int] | None = None) -> list[Path]:
+    """Train folds 0..folds-1 (or the ``only`` ones, so that folds can run on several machines into one shared
+    folder) into ``OUT/fold_K``; finished folds are kept, interrupted ones resumed (or
     retrained when interrupted before their first epoch ended). A Ctrl-C stops the whole run: the interrupted
     fold's trainer packages its best epoch and returns, and ``KeyboardInterrupt`` is raised here so that no
     further fold starts.
@@ -48,7 +49,8 @@ def train_folds(config, out_dir: Path, folds: int, device: str = "auto", epochs:
     fold_configs = [fold_config(config, folds, fold, epochs) for fold in range(folds)]
     check_reusable_folds(fold_configs, out_dir)
     run_dirs = []
-    for fold, fold_cfg in enumerate(fold_configs):
+    for fold in range(folds) if only is None else sorted(set(only)):
+        fold_cfg = fold_configs[fold]
         run_dir = fold_dir(out_dir, fold)
         run_dirs.append(run_dir)
         if fold_finished(run_dir):
@@ -173,11 +175,18 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
-def write_report(rows: list[dict], out_dir: Path) -> dict:
-    """``crossval.csv`` (one row per case) and ``crossval.json`` (overall and per-fold summaries)."""
+def report_stem(folds: int, scored: list[int]) -> str:
+    """``crossval`` when every fold is scored; ``crossval_folds_0_2`` for some of them, so that a run of some
+    folds never replaces the report of all of them."""
+    scored = sorted(set(scored))
+    return "crossval" if scored == list(range(folds)) else "crossval_folds_" + "_".join(map(str, scored))
+
+
+def write_report(rows: list[dict], out_dir: Path, stem: str = "crossval") -> dict:
+    """``STEM.csv`` (one row per case) and ``STEM.json`` (overall and per-fold summaries)."""
     columns = ["fold", "case"] + [c for c in rows[0] if c not in ("fold", "case")]
-    write_text_atomic(Path(out_dir) / "crossval.csv", rows_to_csv_text(rows, columns))
+    write_text_atomic(Path(out_dir) / f"{stem}.csv", rows_to_csv_text(rows, columns))
     report = {"overall": summarize(rows),
               "per_fold": {str(f): summarize([r for r in rows if r["fold"] == f]) for f in sorted({r["fold"] for r in rows})}}
-    write_text_atomic(Path(out_dir) / "crossval.json", json.dumps(report, indent=2, allow_nan=True) + "\n")
+    write_text_atomic(Path(out_dir) / f"{stem}.json", json.dumps(report, indent=2, allow_nan=True) + "\n")
     return report

@@ -204,3 +204,33 @@ def test_ctrl_c_stops_the_crossval_and_the_fold_is_resumed_not_scored(tmp_path, 
     assert f"fold 0/2: {'resuming' if epoch == 2 else 'training'}" in printed and "already trained" not in printed
     summary = json.loads((out / "fold_0" / "summary.json").read_text())
     assert summary["interrupted"] is False and summary["epochs_run"] == 2
+
+
+def test_only_fold_trains_and_reports_that_fold_and_a_full_run_reuses_it(tmp_path, capsys):
+    """Folds spread over machines into one folder: each run trains its own fold and writes its own report, never
+    the full one; a last run without --only-fold keeps them and reports every fold."""
+    config, out = _config(tmp_path), tmp_path / "cv"
+    assert _rerun(config, out, "--only-fold", "1") == 0
+    assert not (out / "fold_0").exists() and not (out / "crossval.json").exists()
+    partial = json.loads((out / "crossval_folds_1.json").read_text())
+    assert set(partial["per_fold"]) == {"1"}
+    held_out = {e.case.name for e in held_out_cases(load_config(config), 1, 2)}
+    rows = (out / "crossval_folds_1.csv").read_text().strip().splitlines()[1:]
+    assert {row.split(",")[1] for row in rows} == held_out
+    assert "folds 1 of 2 only" in capsys.readouterr().out
+    stamp = (out / "fold_1" / "summary.json").stat().st_mtime_ns
+    assert _rerun(config, out) == 0
+    assert (out / "fold_1" / "summary.json").stat().st_mtime_ns == stamp
+    assert "fold 1: already trained" in capsys.readouterr().out
+    report = json.loads((out / "crossval.json").read_text())
+    assert set(report["per_fold"]) == {"0", "1"} and report["overall"]["cases"] == 4
+    assert report["per_fold"]["1"] == partial["per_fold"]["1"]
+    assert (out / "crossval_folds_1.json").exists()
+
+
+def test_only_fold_outside_the_folds_is_refused_before_training(tmp_path, capsys):
+    config, out = _config(tmp_path), tmp_path / "cv"
+    assert _rerun(config, out, "--only-fold", "0", "--only-fold", "2") == 2
+    err = capsys.readouterr().err
+    assert "--only-fold 2 is not a fold of --folds 2" in err and "from 0 to 1" in err
+    assert not out.exists()
