@@ -50,7 +50,7 @@ def seed_row(segmenter: Segmenter, ct, ref: np.ndarray, case: str, seed: int) ->
     lesioned, _ = insert_lesions(ct, ref, STRESS_LESIONS[case], seed=seed)
     classical, network, hu = segmenter.fusion_inputs(lesioned)
     stages = dense_lung_stages(classical, network > 0, hu, lesioned)
-    labels = add_dense_lung(classical, network > 0, hu, lesioned)
+    labels = add_dense_lung(classical, network > 0, hu, lesioned, stages)
     row = {"seed": seed, **{side: round(value, 4) for side, value in per_lung_dice(labels, ref).items()}}
     missed = (ref > 0) & (labels == 0)
     row["missed"] = int(missed.sum())

@@ -74,6 +74,8 @@ def import_result(
     nodes.tag_result(table, volume_node, "measurements", segmentation)
     nodes.place_beside(scene, table, volume_node)
     _log_lung_coverage(result.lungs, volume_node, log)
+    for note in result.lung_notes:  # e.g. consolidation against the mediastinum left out of the lungs
+        log(f"Warning: {note}")
     return ImportedResult(segmentation, table, measured)
 
 

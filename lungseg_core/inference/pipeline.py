@@ -60,6 +60,7 @@ class SegmentationResult:
     models: list[dict[str, Any]]
     timings: dict[str, float]
     intensity: str = "hu"
+    lung_notes: list[str] = field(default_factory=list)  # the lung step's notes, also in measurements["notes"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,9 @@ def segment_volume(
 
     report(0.02, f"lungs: {lung_segmenter.name}")
     started = time.perf_counter()
-    lungs = lung_segmenter.predict(volume, progress=stage_progress(progress, 0.02, 0.5), cancel=cancel, kind=kind)
+    lung_notes: list[str] = []
+    lungs = lung_segmenter.predict(volume, progress=stage_progress(progress, 0.02, 0.5), cancel=cancel, kind=kind,
+                                   notes=lung_notes)
     timings["lungs"] = time.perf_counter() - started
 
     infection = None
@@ -130,10 +133,11 @@ def segment_volume(
     report(0.92, "measuring")
     started = time.perf_counter()
     measurements = quantify(volume, lungs, infection)
+    measurements["notes"] += lung_notes
     timings["quantification"] = time.perf_counter() - started
     report(1.0, "done")
     models = [s.provenance() for s in filter(None, (lung_segmenter, infection_segmenter))]
-    return SegmentationResult(lungs, infection, measurements, models, timings, kind)
+    return SegmentationResult(lungs, infection, measurements, models, timings, kind, lung_notes)
 
 
 def output_paths(out_dir: Path, case: str, task: str, report: bool = False) -> dict[str, Path]:

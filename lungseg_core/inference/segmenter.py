@@ -77,8 +77,10 @@ class Segmenter:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         kind: str | None = None,
+        notes: list[str] | None = None,
     ) -> np.ndarray:
-        """Labels (z, y, x) uint8 in the input grid. Infection needs the lung labels to stay inside them."""
+        """Labels (z, y, x) uint8 in the input grid. Infection needs the lung labels to stay inside them.
+        ``notes``, when given, receives what the reader of the result must know (e.g. lung left out)."""
         from lungseg_core.postprocessing import restrict_infection
 
         self.check_input(volume)
@@ -92,19 +94,24 @@ class Segmenter:
             labels = classical_lungs(volume) if self.task == "lungs" else classical_infection(volume, lungs)
             _report(progress, 1.0, f"classical {self.task}")
         else:
-            labels = self._network_prediction(volume, lungs, progress, cancel, kind)
+            labels = self._network_prediction(volume, lungs, progress, cancel, kind, notes)
         if self.task == "infection":
             labels = restrict_infection(labels, lungs)
         return labels.astype(np.uint8)
 
     def _network_prediction(self, volume: Volume, lungs: np.ndarray | None, progress: ProgressCallback | None,
-                            cancel: threading.Event | None, kind: str | None) -> np.ndarray:
-        run = self.network_lungs if self.task == "lungs" else self.network_labels
+                            cancel: threading.Event | None, kind: str | None,
+                            notes: list[str] | None = None) -> np.ndarray:
+        def run(part: Volume) -> np.ndarray:
+            if self.task == "lungs":
+                return self.network_lungs(part, progress, cancel, kind, notes)
+            return self.network_labels(part, progress, cancel, kind)
+
         box = self.lung_box(volume, lungs)
         if box is None:
-            return run(volume, progress, cancel, kind)
+            return run(volume)
         labels = np.zeros(volume.shape, np.uint8)  # outside the lungs' box: background, as in training
-        labels[box] = run(crop_volume(volume, box), progress, cancel, kind)
+        labels[box] = run(crop_volume(volume, box))
         return labels
 
     def lung_box(self, volume: Volume, lungs: np.ndarray | None = None):
@@ -147,12 +154,14 @@ class Segmenter:
         return restore_probabilities(probs, layout)
 
     def network_lungs(self, volume: Volume, progress: ProgressCallback | None = None,
-                      cancel: threading.Event | None = None, kind: str | None = None) -> np.ndarray:
+                      cancel: threading.Event | None = None, kind: str | None = None,
+                      notes: list[str] | None = None) -> np.ndarray:
         """Cleaned network lungs, or (cards with ``combine_with_classical``) the classical lungs plus the
         network's dense lung. The network can then only add to the classical lungs, so it only sees the
         slices that hold them (and a margin; a CT usually extends beyond the lungs), at most one per
-        ``COMBINED_PLANE_STEP_MM``."""
+        ``COMBINED_PLANE_STEP_MM``. ``notes`` receives a note when much of the network's lung is left out."""
         from lungseg_core.postprocessing import add_dense_lung, clean_lungs
+        from lungseg_core.postprocessing.lungs import dense_lung_stages, left_out_dense_lung_notes
 
         if not self.card.get("combine_with_classical"):
             return clean_lungs(self.network_labels(volume, progress, cancel, kind), volume)
@@ -160,7 +169,10 @@ class Segmenter:
         if network is None:
             return classical  # the network only adds to the classical lungs
         _report(progress, 0.9, "adding the network's dense lung")
-        return add_dense_lung(classical, network > 0, hu, volume)
+        stages = dense_lung_stages(classical, network > 0, hu, volume)
+        if notes is not None:
+            notes += left_out_dense_lung_notes(stages, volume)
+        return add_dense_lung(classical, network > 0, hu, volume, stages)
 
     def fusion_inputs(self, volume: Volume, progress: ProgressCallback | None = None,
                       cancel: threading.Event | None = None,

@@ -58,6 +58,16 @@ def test_too_little_lung_is_said_in_the_log(phantom):
     assert any(message.startswith(f"Warning: only {bases_ml:.0f} mL of lung found") for message in messages)
 
 
+def test_lung_left_out_by_the_lung_step_is_said_in_the_log(phantom):
+    scene = slicer.vtkMRMLScene()
+    volume_node = nodes.volume_to_node(phantom.ct, scene, "case9")
+    result = _result(phantom)
+    result.lung_notes = ["412 mL of dense tissue beside the lungs looked like lung to the network but was left out"]
+    messages = []
+    results.import_result(scene, volume_node, result, "lungs", show_3d=False, log=messages.append)
+    assert f"Warning: {result.lung_notes[0]}" in messages
+
+
 def test_import_uses_the_given_volume_calculator(phantom):
     scene = slicer.vtkMRMLScene()
     volume_node = nodes.volume_to_node(phantom.ct, scene, "ct")

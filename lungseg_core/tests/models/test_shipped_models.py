@@ -51,6 +51,22 @@ def test_shipped_lung_model_recovers_consolidation_at_the_chest_wall(ctchest4):
     assert all(f > c + 0.01 for f, c in zip(fused, classical)), (classical, fused)
 
 
+def test_consolidation_the_shipped_lung_model_leaves_out_is_noted_in_the_case(ctchest4):
+    """Large consolidations on the lung surfaces: the gate leaves those against the mediastinum out of the lungs,
+    and the case's notes say so; the healthy CT gets no such note."""
+    from lungseg_core.inference import segment_volume
+    from lungseg_core.synthetic.lesions import LesionSpec, insert_lesions
+
+    ct, ref = ctchest4
+    spec = LesionSpec(count=(4, 8), kinds=("consolidation",), diameter_mm=(50.0, 90.0), placement="subpleural")
+    lesioned, _ = insert_lesions(ct, ref, spec, seed=1000)  # 823 mL left out when measured; the healthy CT 96 mL
+    healthy, ill = (segment_volume(volume, task="lungs", device="cpu") for volume in (ct, lesioned))
+    assert not any("looked like lung" in note for note in healthy.measurements["notes"])
+    (note,) = ill.lung_notes
+    assert "looked like lung to the network but was left out" in note and int(note.split()[0]) > 400
+    assert note in ill.measurements["notes"]
+
+
 def test_shipped_infection_model_is_not_a_default_it_has_not_earned():
     card = zoo.resolve_card(SHIPPED_INFECTION, "infection")
     defaults = json.loads((zoo.MODELS_DIR / "defaults.json").read_text())

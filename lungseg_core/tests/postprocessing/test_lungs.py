@@ -186,6 +186,22 @@ def test_add_dense_lung_leaves_out_tissue_with_lung_beyond_it(name):
     assert np.mean(fused[bay] == 2) > 0.9 and not np.any(fused[bay] == 1)  # less its parts under 6 mm across
 
 
+def test_much_dense_lung_left_out_by_the_gate_gets_a_note():
+    """The user must hear when the gate leaves out what may be consolidation against the mediastinum."""
+    from lungseg_core.postprocessing.lungs import LEFT_OUT_DENSE_LUNG_NOTE_ML, left_out_dense_lung_notes
+
+    ct = Volume(np.zeros((4, 20, 20), np.float32), spacing=(10.0, 10.0, 10.0))  # 1 mL voxels
+    wide = np.zeros(ct.shape, bool)
+    wide[:2] = True  # 800 mL the network called lung
+    opened = np.zeros(ct.shape, bool)
+    opened.reshape(-1)[np.flatnonzero(wide)[: 800 - int(LEFT_OUT_DENSE_LUNG_NOTE_ML)]] = True
+    stages = {"wide": wide, "open": opened}  # exactly the threshold left out
+    (note,) = left_out_dense_lung_notes(stages, ct)
+    assert note.startswith(f"{LEFT_OUT_DENSE_LUNG_NOTE_ML:.0f} mL of dense tissue") and "mediastinum" in note
+    opened.reshape(-1)[np.flatnonzero(wide & ~opened)[0]] = True  # one voxel less left out: under it
+    assert left_out_dense_lung_notes(stages, ct) == []
+
+
 def _lung_beyond_by_plain_march(point, centre, lungs, body, spacing_yx):
     """Oracle: march one ray to the array's edge, one voxel at a time."""
     direction = (np.asarray(point, float) - centre) * spacing_yx
