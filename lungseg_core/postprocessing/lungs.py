@@ -396,7 +396,7 @@ def add_dense_lung(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarray, 
     ``stages``: :func:`dense_lung_stages` of the same inputs, when the caller already has them.
     """
     lungs = np.asarray(lungs)
-    candidates = (stages or dense_lung_stages(lungs, network_lung, hu, volume))["open"]
+    candidates = (stages if stages is not None else dense_lung_stages(lungs, network_lung, hu, volume))["open"]
     if not candidates.any():
         return lungs.astype(np.uint8)
     axial = axial_axis(volume)
