@@ -13,6 +13,7 @@ Display conventions a radiologist expects, whatever the storage order of the inp
 from __future__ import annotations
 
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ LUNG_WINDOW = (-600.0, 1500.0)  # level, width
 LUNG_ALPHA, INFECTION_ALPHA = 0.35, 0.75
 N_AXIAL = 4
 BACKGROUND, FOREGROUND = "#101010", "#f0f0f0"
+NOTE_COLOUR = "#ffb347"  # the case's notes ("look at the image"), under the picture
+NOTE_CHARS_PER_LINE, NOTE_LINE_INCHES = 190, 0.2
+PAGE_INCHES, MARGIN = (16.0, 10.5), 0.01
 
 
 # --------------------------------------------------------------------------- orientation
@@ -242,6 +246,14 @@ def _zone_table(ax, measurements) -> None:
         cell.get_text().set_color(FOREGROUND)
 
 
+def note_lines(measurements: dict) -> list[str]:
+    """The case's notes (why a number needs a look) wrapped to the page width, each starting with "Note:"."""
+    lines: list[str] = []
+    for note in measurements.get("notes") or []:
+        lines += textwrap.wrap(f"Note: {note}", NOTE_CHARS_PER_LINE, subsequent_indent="      ")
+    return lines
+
+
 # --------------------------------------------------------------------------- the figure
 
 
@@ -257,9 +269,18 @@ def build_case_figure(ct: Volume, lungs, infection, measurements: dict, title: s
     infection = None if infection is None else np.asarray(getattr(infection, "array", infection))
     grid, (lung_grid, inf_grid), (sx, sy, sz) = to_lps_grid(ct, lungs, infection)
     window = _window(ct)
-    fig = Figure(figsize=(16, 10.5), dpi=100, facecolor=BACKGROUND)
-    layout = fig.add_gridspec(3, N_AXIAL, height_ratios=[0.13, 1, 1.15], hspace=0.12, wspace=0.04,
-                              left=0.01, right=0.99, top=0.99, bottom=0.01)
+    notes = note_lines(measurements)
+    # the page grows by the notes' lines, so that the views keep their size and place
+    notes_inches = NOTE_LINE_INCHES * (len(notes) + 0.5) if notes else 0.0
+    width, height = PAGE_INCHES[0], PAGE_INCHES[1] + notes_inches
+    margin_inches = MARGIN * PAGE_INCHES[1]
+    fig = Figure(figsize=(width, height), dpi=100, facecolor=BACKGROUND)
+    layout = fig.add_gridspec(3, N_AXIAL, height_ratios=[0.13, 1, 1.15], hspace=0.12, wspace=0.04, left=MARGIN,
+                              right=1 - MARGIN, top=1 - margin_inches / height,
+                              bottom=(margin_inches + notes_inches) / height)
+    if notes:
+        fig.text(MARGIN, notes_inches / height, "\n".join(notes), color=NOTE_COLOUR, fontsize=10, va="top",
+                 linespacing=1.4)
     header = fig.add_subplot(layout[0, :])
     header.set_axis_off()
     header.text(0.0, 0.72, title or ct.name, color=FOREGROUND, fontsize=18, fontweight="bold", va="center")

@@ -90,6 +90,29 @@ def test_report_png_has_overlay_colours_size_and_no_temp_files(small_phantom, tm
     assert [p.name for p in tmp_path.iterdir()] == ["CASE.png"]
 
 
+def test_report_shows_the_case_notes_under_the_views(small_phantom, tmp_path, no_3d):
+    """A note asks the reader to look at the image: the picture, which is what a reader opens, must show it."""
+    from PIL import Image
+
+    m = quantify(small_phantom.ct, small_phantom.lungs, small_phantom.infection)
+    m["notes"] = ["823 mL of dense tissue beside the lungs looked like lung to the network but was left out, because "
+                  "lung lies beyond it: consolidation against the mediastinum or the diaphragm (then missing from the "
+                  "lungs and the infection), or the heart or liver on thick slices; look at the image", "second note"]
+    lines = figures.note_lines(m)
+    assert len(lines) == 3 and lines[0].startswith("Note: 823 mL") and lines[2] == "Note: second note"
+    path = figures.render_case_report(small_phantom.ct, small_phantom.lungs, small_phantom.infection, m,
+                                      tmp_path / "CASE.png")
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    assert rgb.shape == (1050 + round(100 * figures.NOTE_LINE_INCHES * 3.5), 1600, 3)
+    note_colour = np.array([int(figures.NOTE_COLOUR[i:i + 2], 16) for i in (1, 3, 5)])
+    assert np.all(np.abs(rgb[1050:].astype(int) - note_colour) <= 10, axis=-1).any()  # under the views
+    m["notes"] = []
+    plain = figures.render_case_report(small_phantom.ct, small_phantom.lungs, small_phantom.infection, m,
+                                       tmp_path / "plain.png")
+    assert np.asarray(Image.open(plain).convert("RGB")).shape == (1050, 1600, 3)
+    assert np.array_equal(np.asarray(Image.open(plain).convert("RGB")), rgb[:1050])  # the views did not move
+
+
 def test_report_without_infection_has_no_infection_colours(small_phantom, tmp_path, no_3d):
     from PIL import Image
 
