@@ -12,8 +12,10 @@ the result misses by the first rule of ``lungseg_core.postprocessing.add_dense_l
 - ``gate``: not open to the chest wall (lung lies further out on the ray from the body's centre);
 - ``same_plane``: passed every rule but touches no lung in its own plane.
 
-It also counts the voxels wrongly labelled lung, by whether the classical method or the network put them there.
-Only for models whose card has ``combine_with_classical``.
+It also counts the voxels wrongly labelled lung, by whether the classical method or the network put them there,
+and the mL of the network's dense lung that the gate leaves out (``left_out_ml``; at
+``LEFT_OUT_DENSE_LUNG_NOTE_ML`` or more the case gets a note, counted in the summary), also on CTChest4 without
+lesions. Only for models whose card has ``combine_with_classical``.
 """
 from __future__ import annotations
 
@@ -28,7 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_lungs import STRESS_LESIONS, ctchest4_with_reference, lesion_seeds, per_lung_dice  # noqa: E402
 
 from lungseg_core.inference.segmenter import Segmenter  # noqa: E402
-from lungseg_core.postprocessing.lungs import add_dense_lung, dense_lung_stages  # noqa: E402
+from lungseg_core.postprocessing.lungs import (  # noqa: E402
+    add_dense_lung,
+    dense_lung_stages,
+    left_out_dense_lung_notes,
+)
 from lungseg_core.synthetic.lesions import insert_lesions  # noqa: E402
 
 # the rule that keeps a stage of dense_lung_stages, named by what it drops
@@ -58,7 +64,14 @@ def seed_row(segmenter: Segmenter, ct, ref: np.ndarray, case: str, seed: int) ->
     wrong = (labels > 0) & (ref == 0)
     row["false_lung"] = {"classical": int((wrong & (classical > 0)).sum()),
                          "network": int((wrong & (classical == 0)).sum())}
+    row.update(left_out(stages, lesioned))
     return row
+
+
+def left_out(stages: dict[str, np.ndarray], ct) -> dict:
+    """mL of the network's dense lung the gate leaves out, and whether the case gets the note about it."""
+    return {"left_out_ml": round(float((stages["wide"] & ~stages["open"]).sum() * ct.voxel_volume_ml), 1),
+            "note": bool(left_out_dense_lung_notes(stages, ct))}
 
 
 def main() -> None:
@@ -72,6 +85,9 @@ def main() -> None:
     if not segmenter.card.get("combine_with_classical"):
         parser.error(f"model '{args.model}' does not combine with the classical method: nothing to split")
     ct, ref = ctchest4_with_reference()
+    classical, network, hu = segmenter.fusion_inputs(ct)
+    healthy = left_out(dense_lung_stages(classical, network > 0, hu, ct), ct)
+    print(json.dumps({"healthy_ctchest4": healthy}), flush=True)
     rows = []
     for seed in lesion_seeds(args.lesion_seeds):
         rows.append(seed_row(segmenter, ct, ref, args.case, seed))
@@ -81,6 +97,8 @@ def main() -> None:
                                    for rule in rows[0]["missed_by"]}}
     summary.update({side: {"mean": round(float(np.mean([row[side] for row in rows])), 4),
                            "min": round(float(np.min([row[side] for row in rows])), 4)} for side in ("right", "left")})
+    summary["noted_cases"] = sum(row["note"] for row in rows)
+    summary["healthy_ctchest4"] = healthy
     print(json.dumps(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
