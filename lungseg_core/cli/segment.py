@@ -122,6 +122,19 @@ def run(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if o.status not in ("ok", "skipped")]
     if not args.quiet:
         print(f"{batch_summary(outcomes)}; manifest: {manifest}")
+        print_case_notes(outcomes, Path(args.output) / "summary.csv")
     for outcome in failed:
         print(f"lungseg segment: error: {outcome.case}: {outcome.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def print_case_notes(outcomes: list, summary_csv: Path) -> None:
+    """Say what a case's notes say (no lung found, lung left out, ...), which CASE.json and the picture hold: in
+    full for a single case, as a count for a batch (its summary.csv lists them)."""
+    noted = [o for o in outcomes if o.status == "ok" and (o.document.get("measurements") or {}).get("notes")]
+    if len(outcomes) == 1 and noted:
+        for note in noted[0].document["measurements"]["notes"]:
+            print(f"note: {note}")
+    elif noted:
+        print(f"{len(noted)} case(s) with notes (e.g. no lung found, or lung left out): see the notes column of "
+              f"{summary_csv}")

@@ -42,6 +42,29 @@ def test_progress_is_shown_unless_quiet(tmp_path, capsys, ctchest4_path):
     assert "1 of 1 case(s) segmented" in out
 
 
+def test_case_notes_are_printed_for_one_case_and_counted_for_a_batch(tmp_path, capsys, phantom):
+    """A scan without lungs: CASE.json's "no lung found" note is said on screen too, so nobody uses its 0 mL."""
+    no_lungs = sitk.GetImageFromArray(np.where(phantom.lungs > 0, 40, phantom.ct.array).astype(np.int16))
+    no_lungs.SetSpacing(phantom.ct.spacing)
+    sitk.WriteImage(no_lungs, str(tmp_path / "abdomen.nii.gz"))
+    status, out, _ = run_cli(capsys, "segment", tmp_path / "abdomen.nii.gz", "-o", tmp_path / "one", "--model",
+                             "threshold", "--task", "lungs")
+    assert status == 0
+    notes = json.loads((tmp_path / "one" / "abdomen.json").read_text())["measurements"]["notes"]
+    assert notes and notes[0].startswith("no lung found")
+    assert f"note: {notes[0]}" in out.splitlines()
+    chest = sitk.GetImageFromArray(phantom.ct.array.astype(np.int16))
+    chest.SetSpacing(phantom.ct.spacing)
+    sitk.WriteImage(chest, str(tmp_path / "chest.nii.gz"))
+    status, out, _ = run_cli(capsys, "segment", tmp_path / "abdomen.nii.gz", tmp_path / "chest.nii.gz", "-o",
+                             tmp_path / "two", "--model", "threshold", "--task", "lungs")
+    assert status == 0
+    assert "1 case(s) with notes" in out and notes[0] not in out  # a batch gets the count, not every note
+    _, out, _ = run_cli(capsys, "segment", tmp_path / "abdomen.nii.gz", "-o", tmp_path / "quiet", "--model",
+                        "threshold", "--task", "lungs", "-q")
+    assert out == ""
+
+
 def test_png_slice_input(tmp_path, capsys):
     from PIL import Image
 
