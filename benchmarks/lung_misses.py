@@ -33,6 +33,7 @@ from lungseg_core.inference.segmenter import Segmenter  # noqa: E402
 from lungseg_core.postprocessing.lungs import (  # noqa: E402
     add_dense_lung,
     dense_lung_stages,
+    left_out_dense_lung_ml,
     left_out_dense_lung_notes,
 )
 from lungseg_core.synthetic.lesions import insert_lesions  # noqa: E402
@@ -70,7 +71,7 @@ def seed_row(segmenter: Segmenter, ct, ref: np.ndarray, case: str, seed: int) ->
 
 def left_out(stages: dict[str, np.ndarray], ct) -> dict:
     """mL of the network's dense lung the gate leaves out, and whether the case gets the note about it."""
-    return {"left_out_ml": round(float((stages["wide"] & ~stages["open"]).sum() * ct.voxel_volume_ml), 1),
+    return {"left_out_ml": round(left_out_dense_lung_ml(stages, ct), 1),
             "note": bool(left_out_dense_lung_notes(stages, ct))}
 
 

@@ -131,9 +131,10 @@ def run(args: argparse.Namespace) -> int:
 def print_case_notes(outcomes: list, summary_csv: Path) -> None:
     """Say what a case's notes say (no lung found, lung left out, ...), which CASE.json and the picture hold: in
     full for a single case, as a count for a batch (its summary.csv lists them)."""
-    noted = [o for o in outcomes if o.status == "ok" and (o.document.get("measurements") or {}).get("notes")]
+    notes = [(o.document.get("measurements") or {}).get("notes") or [] for o in outcomes if o.status == "ok"]
+    noted = [case_notes for case_notes in notes if case_notes]
     if len(outcomes) == 1 and noted:
-        for note in noted[0].document["measurements"]["notes"]:
+        for note in noted[0]:
             print(f"note: {note}")
     elif noted:
         print(f"{len(noted)} case(s) with notes (e.g. no lung found, or lung left out): see the notes column of "

@@ -370,11 +370,17 @@ def dense_lung_stages(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarra
     return stages
 
 
+def left_out_dense_lung_ml(stages: dict[str, np.ndarray], volume: Volume) -> float:
+    """mL of the network's dense lung that the chest-wall gate leaves out (the ``"wide"`` stage but not
+    ``"open"`` of :func:`dense_lung_stages`)."""
+    return float(np.count_nonzero(stages["wide"] & ~stages["open"]) * volume.voxel_volume_ml)
+
+
 def left_out_dense_lung_notes(stages: dict[str, np.ndarray], volume: Volume) -> list[str]:
-    """A note when much dense tissue that the network calls lung is left out by the chest-wall gate (the
-    ``"wide"`` stage but not ``"open"``): the lungs, and so the infection inside them, may then miss
-    consolidation against the mediastinum or the diaphragm, which thresholding cannot see either."""
-    left_out_ml = np.count_nonzero(stages["wide"] & ~stages["open"]) * volume.voxel_volume_ml
+    """A note when much dense tissue that the network calls lung is left out by the chest-wall gate: the lungs,
+    and so the infection inside them, may then miss consolidation against the mediastinum or the diaphragm,
+    which thresholding cannot see either."""
+    left_out_ml = left_out_dense_lung_ml(stages, volume)
     if left_out_ml < LEFT_OUT_DENSE_LUNG_NOTE_ML:
         return []
     return [f"{left_out_ml:.0f} mL of dense tissue beside the lungs looked like lung to the network but was left "
