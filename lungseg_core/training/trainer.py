@@ -150,8 +150,9 @@ def init_weights_card(config: TrainConfig) -> dict:
 
     card = {"architecture_kwargs": {}, **zoo.resolve_card(config.init_weights, config.task)}
     card["architecture_kwargs"] = network_kwargs(card["architecture_kwargs"])
-    wanted = {"architecture": config.architecture, "architecture_kwargs": network_kwargs(config.architecture_kwargs),
-              "in_channels": config.in_channels}
+    wanted = {"architecture": config.architecture, "architecture_kwargs": network_kwargs(config.architecture_kwargs)}
+    if card.get("in_channels", 1) != 1:  # a 2D (one-channel) model can start a 2.5D one: initial_weights inflates it
+        wanted["in_channels"] = config.in_channels
     differs = [key for key, value in wanted.items() if card.get(key) != value]
     if differs:  # the classical method's card differs in architecture too
         raise InputError(
@@ -169,11 +170,30 @@ def initial_weights(config: TrainConfig, model: torch.nn.Module) -> tuple[dict, 
 
     card = init_weights_card(config)
     weights = zoo.load_state_dict(card)
+    own = model.state_dict()
+    if card.get("in_channels", 1) != config.in_channels:
+        weights = inflate_input_channels(weights, own, config.in_channels)
     if card.get("num_classes") == config.num_classes:
         return weights, []
-    own = model.state_dict()
     fresh = sorted(name for name, tensor in own.items() if name not in weights or weights[name].shape != tensor.shape)
     return {**own, **{name: tensor for name, tensor in weights.items() if name not in fresh}}, fresh
+
+
+def inflate_input_channels(weights: dict, own: dict, in_channels: int) -> dict:
+    """A one-channel (2D) model's weights for a network of ``in_channels`` = 2*context+1 (2.5D): each tensor that
+    reads the input gets the 2D weights on the centre slice's channel and zeros on the neighbours', so the
+    2.5D network starts out computing exactly what the 2D one did and fine-tuning learns what the neighbours add."""
+    inflated = dict(weights)
+    for name, tensor in weights.items():
+        target = own.get(name)
+        if target is None or target.ndim < 2 or tensor.shape[1] != 1 or target.shape[1] != in_channels:
+            continue
+        if target.shape[:1] + target.shape[2:] != tensor.shape[:1] + tensor.shape[2:]:
+            continue
+        grown = torch.zeros_like(target, dtype=tensor.dtype)
+        grown[:, in_channels // 2] = tensor[:, 0]
+        inflated[name] = grown
+    return inflated
 
 
 def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:

@@ -12,7 +12,7 @@ import torch
 
 from lungseg_core.errors import InputError, ModelError
 from lungseg_core.training.config import TrainConfig, load_config
-from lungseg_core.training.trainer import build_network, load_checkpoint, train
+from lungseg_core.training.trainer import build_network, inflate_input_channels, load_checkpoint, train
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs").glob("seed*.json"))
 SMALL_KWARGS = {
@@ -310,6 +310,38 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert json.loads(tuned.package.read_text())["training"]["fine_tuned_from"] == str(first.package)
     with pytest.raises(InputError, match="Cannot fine-tune"):
         train(tiny(recipe, init_weights=str(first.package), architecture_kwargs={"base_filters": 8, "depth": 2}), tmp_path / "other", device="cpu", log=None)
+
+
+def test_inflated_2d_weights_make_a_2p5d_network_compute_what_the_2d_one_did():
+    """The neighbour channels start at zero: whatever the neighbouring slices hold, the 2.5D network's output is
+    the 2D network's output on the centre slice."""
+    two_d = TrainConfig.from_dict({**json.loads(CONFIGS[0].read_text()), "architecture": "resunet",
+                                   "architecture_kwargs": {"base_filters": 8}, "slice_spec": {"size": 64, "context": 0}})
+    stacked = TrainConfig.from_dict({**two_d.to_dict(), "slice_spec": {"size": 64, "context": 2}})
+    flat, deep = build_network(two_d).eval(), build_network(stacked).eval()
+    deep.load_state_dict(inflate_input_channels(flat.state_dict(), deep.state_dict(), stacked.in_channels))
+    slices = torch.randn(2, 5, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(deep(slices), flat(slices[:, 2:3]), atol=1e-5)
+        assert not torch.allclose(build_network(stacked).eval()(slices), flat(slices[:, 2:3]), atol=1e-2)
+
+
+def test_a_2d_model_starts_a_2p5d_fine_tune_and_a_2p5d_model_cannot_start_a_2d_one(tmp_path):
+    recipe = CONFIGS[0]  # seed 1 U-Net, 2D
+    first = train(tiny(recipe), tmp_path / "first", device="cpu", log=None)
+    spec = {**json.loads(recipe.read_text())["slice_spec"], "size": 64, "context": 1}
+    deep = train(tiny(recipe, init_weights=str(first.package), lr=1e-12, slice_spec=spec), tmp_path / "deep",
+                 device="cpu", log=None)
+    from lungseg_core.models import zoo
+
+    before = zoo.load(str(first.package), "lungs").network.state_dict()
+    after = zoo.load(str(deep.package), "lungs").network.state_dict()
+    grown = [name for name in after if after[name].shape != before[name].shape]
+    assert len(grown) == 1 and after[grown[0]].shape[1] == 3 and before[grown[0]].shape[1] == 1
+    assert torch.allclose(after[grown[0]][:, 1:2].float(), before[grown[0]].float(), atol=1e-6)
+    assert float(after[grown[0]][:, [0, 2]].abs().max()) < 1e-6
+    with pytest.raises(InputError, match="in_channels"):
+        train(tiny(recipe, init_weights=str(deep.package)), tmp_path / "back", device="cpu", log=None)
 
 
 def test_a_missing_model_to_fine_tune_from_is_refused_before_the_data_is_read(tmp_path):
