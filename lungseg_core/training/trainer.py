@@ -185,14 +185,11 @@ def inflate_input_channels(weights: dict, own: dict, in_channels: int) -> dict:
     2.5D network starts out computing exactly what the 2D one did and fine-tuning learns what the neighbours add."""
     inflated = dict(weights)
     for name, tensor in weights.items():
-        target = own.get(name)
-        if target is None or target.ndim < 2 or tensor.shape[1] != 1 or target.shape[1] != in_channels:
+        if tensor.ndim < 2 or tensor.shape[1] != 1 or name not in own:
             continue
-        if target.shape[:1] + target.shape[2:] != tensor.shape[:1] + tensor.shape[2:]:
-            continue
-        grown = torch.zeros_like(target, dtype=tensor.dtype)
-        grown[:, in_channels // 2] = tensor[:, 0]
-        inflated[name] = grown
+        if tuple(own[name].shape) == (tensor.shape[0], in_channels, *tensor.shape[2:]):  # a layer reading the input
+            inflated[name] = torch.zeros_like(own[name], dtype=tensor.dtype)
+            inflated[name][:, in_channels // 2] = tensor[:, 0]
     return inflated
 
 
