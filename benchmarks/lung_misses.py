@@ -9,13 +9,16 @@ the result misses by the first rule of ``lungseg_core.postprocessing.add_dense_l
 - ``network``: the network itself called them not lung;
 - ``air``: below ``DENSE_LUNG_MIN_HU`` (in CTChest4's reference: some trachea and main bronchi, and apices);
 - ``thin``: narrower than ``THINNEST_DENSE_LUNG_MM`` in-plane;
-- ``gate``: not open to the chest wall (lung lies further out on the ray from the body's centre);
+- ``gate``: not open to the chest wall (lung lies further out on the ray from the body's centre), and not kept
+  as a region the network is sure of where the gate leaves out much;
 - ``same_plane``: passed every rule but touches no lung in its own plane.
 
 It also counts the voxels wrongly labelled lung, by whether the classical method or the network put them there,
-and the mL of the network's dense lung that the gate leaves out (``left_out_ml``; at
-``LEFT_OUT_DENSE_LUNG_NOTE_ML`` or more the case gets a note, counted in the summary), also on CTChest4 without
-lesions. Only for models whose card has ``combine_with_classical``.
+the mL of the network's dense lung that the gate leaves out (``left_out_ml``; at
+``MUCH_DENSE_LUNG_LEFT_OUT_ML`` or more the case gets a note, counted in the summary) and the mL of it kept
+because the network is sure of it there (``confident_ml``), also on CTChest4 without lesions; and the Dice a
+perfect gate would give (``perfect_gate``: every reference lung voxel of the ``"wide"`` stage kept, nothing else),
+the most any better gate could win with this network. Only for models whose card has ``combine_with_classical``.
 """
 from __future__ import annotations
 
@@ -38,14 +41,14 @@ from lungseg_core.postprocessing.lungs import (  # noqa: E402
 )
 from lungseg_core.synthetic.lesions import insert_lesions  # noqa: E402
 
-# the rule that keeps a stage of dense_lung_stages, named by what it drops
-DROPPED_BY = {"dense": "air", "wide": "thin", "open": "gate"}
+# the rule that keeps a stage of dense_lung_stages, named by what it drops, in the order the rules apply
+DROPPED_BY = {"dense": "air", "wide": "thin", "kept": "gate"}
 
 
 def missed_by_rule(missed: np.ndarray, stages: dict[str, np.ndarray]) -> dict[str, int]:
     """Missed voxels per rule that dropped them: a voxel in stage k's mask but not in k+1's was dropped by rule
     k+1; one outside the first stage was never network lung; one in the last was dropped by the same-plane rule."""
-    names = list(stages)  # in the order the rules apply
+    names = ["network", *DROPPED_BY]  # "open" (within "kept") drops nothing that "kept" adds
     counts = {"network": int((missed & ~stages[names[0]]).sum())}
     for before, after in zip(names, names[1:]):
         counts[DROPPED_BY[after]] = int((missed & stages[before] & ~stages[after]).sum())
@@ -55,10 +58,13 @@ def missed_by_rule(missed: np.ndarray, stages: dict[str, np.ndarray]) -> dict[st
 
 def seed_row(segmenter: Segmenter, ct, ref: np.ndarray, case: str, seed: int) -> dict:
     lesioned, _ = insert_lesions(ct, ref, STRESS_LESIONS[case], seed=seed)
-    classical, network, hu = segmenter.fusion_inputs(lesioned)
-    stages = dense_lung_stages(classical, network > 0, hu, lesioned)
+    classical, network, hu, region_probability = segmenter.fusion_inputs(lesioned)
+    stages = dense_lung_stages(classical, network > 0, hu, lesioned, region_probability)
     labels = add_dense_lung(classical, network > 0, hu, lesioned, stages)
     row = {"seed": seed, **{side: round(value, 4) for side, value in per_lung_dice(labels, ref).items()}}
+    perfect = dict(stages, kept=stages["kept"] | (stages["wide"] & (ref > 0)))
+    row["perfect_gate"] = {side: round(value, 4) for side, value in
+                           per_lung_dice(add_dense_lung(classical, network > 0, hu, lesioned, perfect), ref).items()}
     missed = (ref > 0) & (labels == 0)
     row["missed"] = int(missed.sum())
     row["missed_by"] = missed_by_rule(missed, stages)
@@ -70,9 +76,11 @@ def seed_row(segmenter: Segmenter, ct, ref: np.ndarray, case: str, seed: int) ->
 
 
 def left_out(stages: dict[str, np.ndarray], ct) -> dict:
-    """mL of the network's dense lung the gate leaves out, and whether the case gets the note about it."""
+    """mL of the network's dense lung the gate leaves out, whether the case gets the note about it, and the mL of it
+    kept because the network is sure of it."""
     return {"left_out_ml": round(left_out_dense_lung_ml(stages, ct), 1),
-            "note": bool(left_out_dense_lung_notes(stages, ct))}
+            "note": bool(left_out_dense_lung_notes(stages, ct)),
+            "confident_ml": round(float((stages["kept"] & ~stages["open"]).sum() * ct.voxel_volume_ml), 1)}
 
 
 def main() -> None:
@@ -86,8 +94,8 @@ def main() -> None:
     if not segmenter.card.get("combine_with_classical"):
         parser.error(f"model '{args.model}' does not combine with the classical method: nothing to split")
     ct, ref = ctchest4_with_reference()
-    classical, network, hu = segmenter.fusion_inputs(ct)
-    healthy = left_out(dense_lung_stages(classical, network > 0, hu, ct), ct)
+    classical, network, hu, region_probability = segmenter.fusion_inputs(ct)
+    healthy = left_out(dense_lung_stages(classical, network > 0, hu, ct, region_probability), ct)
     print(json.dumps({"healthy_ctchest4": healthy}), flush=True)
     rows = []
     for seed in lesion_seeds(args.lesion_seeds):
@@ -98,6 +106,8 @@ def main() -> None:
                                    for rule in rows[0]["missed_by"]}}
     summary.update({side: {"mean": round(float(np.mean([row[side] for row in rows])), 4),
                            "min": round(float(np.min([row[side] for row in rows])), 4)} for side in ("right", "left")})
+    summary["perfect_gate"] = {side: round(float(np.mean([row["perfect_gate"][side] for row in rows])), 4)
+                               for side in ("right", "left")}
     summary["noted_cases"] = sum(row["note"] for row in rows)
     summary["healthy_ctchest4"] = healthy
     print(json.dumps(summary))

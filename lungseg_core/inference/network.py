@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Callable
 
@@ -134,6 +135,21 @@ def predict_labels(network, volume: Volume, slice_spec_dict: dict, device, batch
                                           kind, mirror, planes)
     # one slice at a time back to the input grid: never a K x Z x Y x X float array
     return restore_labels(probs, layout)
+
+
+def predict_labels_and_region_probability(network, volume: Volume, slice_spec_dict: dict, device,
+                                          batch_size: int | None = None, progress: ProgressCallback | None = None,
+                                          cancel: threading.Event | None = None, kind: str | None = None,
+                                          mirror: bool = False, planes: np.ndarray | None = None):
+    """:func:`predict_labels` and, from the same pass, ``region_probability(regions, count)``: the mean probability
+    of not being background (a one-class lung network's lung probability) over each region 1..count of an integer
+    array on the input grid, computed only when asked and without a volume of probabilities
+    (:func:`~lungseg_core.preprocessing.slices.foreground_region_means`)."""
+    from lungseg_core.preprocessing.slices import foreground_region_means, restore_labels
+
+    probs, layout = predict_probabilities(network, volume, slice_spec_dict, device, batch_size, progress, cancel,
+                                          kind, mirror, planes)
+    return restore_labels(probs, layout), functools.partial(foreground_region_means, probs, layout)
 
 
 def _planes_into_volume(probs: np.ndarray, planes: np.ndarray, depth: int) -> np.ndarray:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lungseg_core.errors import InputError
 from lungseg_core.inference.device import resolve_device
 from lungseg_core.inference.network import (ProgressCallback, check_cancel, predict_labels, predict_labels_3d,
-                                            predict_probabilities, stage_progress)
+                                            predict_labels_and_region_probability, predict_probabilities, stage_progress)
 from lungseg_core.io.volume import Volume
+from lungseg_core.postprocessing.lungs import RegionProbability
 from lungseg_core.preprocessing.cropping import crop_volume, lung_bounding_box
 from lungseg_core.preprocessing.orientation import axial_view
 from lungseg_core.models import zoo
@@ -25,6 +26,17 @@ COMBINED_PLANE_MARGIN_MM = 15.0
 # inserted at the chest wall or on any lung surface (seeds 1000-1001), Dice with every slice, every 2.5 mm and
 # every 5 mm agreed within 0.0005, at 15.6, 12.8 and 9.2 s per CT.
 COMBINED_PLANE_STEP_MM = 5.0
+
+
+class FusionInputs(NamedTuple):
+    """What a ``combine_with_classical`` card fuses (:meth:`Segmenter.fusion_inputs`)."""
+
+    classical: np.ndarray  # classical lungs, 1 right / 2 left
+    network: np.ndarray | None  # the network's labels; None where the classical method finds no lung
+    hu: np.ndarray
+    # the network's mean lung probability per region, ``(regions, count) -> means`` (2D networks), from the same pass;
+    # None for 3D networks and where ``network`` is None
+    region_lung_probability: RegionProbability | None
 
 
 class Segmenter:
@@ -128,18 +140,13 @@ class Segmenter:
         return lung_bounding_box(lungs, volume) if np.any(lungs) else None
 
     def network_labels(self, volume: Volume, progress: ProgressCallback | None = None,
-                       cancel: threading.Event | None = None, kind: str | None = None,
-                       planes: np.ndarray | None = None) -> np.ndarray:
-        """The network's own labels, before any post-processing, with the card's inference options;
-        with ``planes`` (increasing indices along the head-foot axis of the canonical view,
-        ``axial_view``) only those slices are predicted, the slices between
-        two of them are interpolated and the rest are background."""
+                       cancel: threading.Event | None = None, kind: str | None = None) -> np.ndarray:
+        """The network's own labels, before any post-processing, with the card's inference options."""
         loaded = self._network()
         if self.spatial_dims == 3:
             return predict_labels_3d(loaded.network, volume, self.card, loaded.device, progress, cancel, kind=kind)
         return predict_labels(loaded.network, volume, self.card["slice_spec"], loaded.device, self.batch_size,
-                              progress, cancel, kind=kind, mirror=bool(self.card.get("test_time_mirror")),
-                              planes=planes)
+                              progress, cancel, kind=kind, mirror=bool(self.card.get("test_time_mirror")))
 
     def network_probabilities(self, volume: Volume, kind: str | None = None) -> np.ndarray:
         """Class probabilities (K, Z, Y, X) float32 of a 2D network in the input grid, with the card's inference
@@ -165,21 +172,20 @@ class Segmenter:
 
         if not self.card.get("combine_with_classical"):
             return clean_lungs(self.network_labels(volume, progress, cancel, kind), volume)
-        classical, network, hu = self.fusion_inputs(volume, progress, cancel, kind)
-        if network is None:
-            return classical  # the network only adds to the classical lungs
+        fusion = self.fusion_inputs(volume, progress, cancel, kind)
+        if fusion.network is None:
+            return fusion.classical  # the network only adds to the classical lungs
         _report(progress, 0.9, "adding the network's dense lung")
-        stages = dense_lung_stages(classical, network > 0, hu, volume)
+        stages = dense_lung_stages(fusion.classical, fusion.network > 0, fusion.hu, volume,
+                                   fusion.region_lung_probability)
         if notes is not None:
             notes += left_out_dense_lung_notes(stages, volume)
-        return add_dense_lung(classical, network > 0, hu, volume, stages)
+        return add_dense_lung(fusion.classical, fusion.network > 0, fusion.hu, volume, stages)
 
     def fusion_inputs(self, volume: Volume, progress: ProgressCallback | None = None,
-                      cancel: threading.Event | None = None,
-                      kind: str | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """What a ``combine_with_classical`` card fuses: (classical lungs, the network's labels, HU), the
-        network run only on the planes of the classical lungs; the network's labels are None where the
-        classical method finds no lung."""
+                      cancel: threading.Event | None = None, kind: str | None = None) -> FusionInputs:
+        """What a ``combine_with_classical`` card fuses, the network run only on the planes of the classical
+        lungs."""
         from lungseg_core.models.classical import classical_lungs
         from lungseg_core.preprocessing.intensity import hu_from_display
 
@@ -187,17 +193,22 @@ class Segmenter:
         classical = classical_lungs(volume)
         hu = volume.array if volume.intensity == "hu" else hu_from_display(volume.array)
         if not classical.any():
-            return classical, None, hu
+            return FusionInputs(classical, None, hu, None)
         check_cancel(cancel)
-        planes = None
-        if self.spatial_dims == 2:  # axial planes, whatever the storage order
-            view = axial_view(volume)
-            spacing_mm = view.spacing_zyx[0]
-            planes = every_nth(planes_span(view.forward(classical), spacing_mm, COMBINED_PLANE_MARGIN_MM),
-                               int(COMBINED_PLANE_STEP_MM // spacing_mm))
         # shares of the time measured on LIDC-IDRI-0002 (classical 3 s, network 7 s, fusion 1 s)
-        network = self.network_labels(volume, stage_progress(progress, 0.3, 0.6), cancel, kind, planes=planes)
-        return classical, network, hu
+        network_progress = stage_progress(progress, 0.3, 0.6)
+        if self.spatial_dims == 3:
+            return FusionInputs(classical, self.network_labels(volume, network_progress, cancel, kind), hu, None)
+        view = axial_view(volume)  # axial planes, whatever the storage order
+        spacing_mm = view.spacing_zyx[0]
+        planes = every_nth(planes_span(view.forward(classical), spacing_mm, COMBINED_PLANE_MARGIN_MM),
+                           int(COMBINED_PLANE_STEP_MM // spacing_mm))
+        loaded = self._network()
+        # only those planes are predicted, the slices between two of them interpolated, the rest background
+        network, region_lung_probability = predict_labels_and_region_probability(
+            loaded.network, volume, self.card["slice_spec"], loaded.device, self.batch_size, network_progress, cancel,
+            kind=kind, mirror=bool(self.card.get("test_time_mirror")), planes=planes)
+        return FusionInputs(classical, network, hu, region_lung_probability)
 
 
 def _report(progress: ProgressCallback | None, fraction: float, message: str) -> None:

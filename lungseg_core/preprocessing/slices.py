@@ -332,6 +332,23 @@ def restore_labels(probs: np.ndarray, layout: SliceLayout) -> np.ndarray:
     return _stored(out, layout)
 
 
+def foreground_region_means(probs: np.ndarray, layout: SliceLayout, regions: np.ndarray, count: int) -> np.ndarray:
+    """Mean probability of not being background (a one-class lung network's lung probability) over each region
+    1..``count`` of ``regions`` (integers on the original grid, in the input's own axis order; 0 is no region).
+    Only the slices that hold a region are restored, one at a time: no volume of probabilities is ever made.
+    Outside the crop the probability is 0, as in :func:`restore_probabilities`."""
+    probs = _check_probs(probs, layout)
+    back_rows, back_cols = _back_matrices(layout)
+    rows, cols = layout.crop
+    canonical = layout.view.forward(np.asarray(regions))
+    sums, sizes = np.zeros(count + 1), np.zeros(count + 1)
+    for z in np.flatnonzero(canonical.any(axis=(1, 2))):
+        sizes += np.bincount(canonical[z].ravel(), minlength=count + 1)
+        foreground = 1.0 - _restore_slice(probs[z], back_rows, back_cols)[0]
+        sums += np.bincount(canonical[z, rows, cols].ravel(), weights=foreground.ravel(), minlength=count + 1)
+    return sums[1:] / np.maximum(sizes[1:], 1)
+
+
 def _stored(canonical: np.ndarray, layout: SliceLayout) -> np.ndarray:
     """An array (..., Z, Y, X) in the layout's canonical order, in the input's own axis order."""
     view = layout.view

@@ -124,9 +124,9 @@ def test_combined_network_sees_only_the_planes_of_the_classical_lungs(tmp_path, 
 
     def network_spy(network, volume, spec, device, batch_size, progress, cancel, kind=None, mirror=False, planes=None):
         seen["planes"] = planes
-        return np.zeros(volume.shape, np.uint8)
+        return np.zeros(volume.shape, np.uint8), lambda regions, count: np.zeros(count)
 
-    monkeypatch.setattr(segmenter_module, "predict_labels", network_spy)
+    monkeypatch.setattr(segmenter_module, "predict_labels_and_region_probability", network_spy)
     card = tiny_card(name="tinyfused", num_classes=2)
     card.update(combine_with_classical=True, labels={"1": "Lung"})
     card_path = zoo.save_model_package(build_model("resunet", in_channels=1, num_classes=2, base_filters=4), card, tmp_path)
@@ -145,9 +145,9 @@ def test_the_lung_stage_reports_progress_before_during_and_after_its_network(tmp
     def network_spy(network, volume, spec, device, batch_size, progress, cancel, kind=None, mirror=False, planes=None):
         progress(0.5, "network inference")
         progress(1.0, "network inference")
-        return np.zeros(volume.shape, np.uint8)
+        return np.zeros(volume.shape, np.uint8), lambda regions, count: np.zeros(count)
 
-    monkeypatch.setattr(segmenter_module, "predict_labels", network_spy)
+    monkeypatch.setattr(segmenter_module, "predict_labels_and_region_probability", network_spy)
     card = tiny_card(name="tinyfused", num_classes=2)
     card.update(combine_with_classical=True, labels={"1": "Lung"})
     card_path = zoo.save_model_package(build_model("resunet", in_channels=1, num_classes=2, base_filters=4), card, tmp_path)
@@ -255,16 +255,24 @@ def test_a_3d_network_sees_the_ct_in_the_same_view_whatever_the_storage_order(tm
 
 
 def test_fusion_inputs_are_what_the_shipped_lung_model_fuses(phantom):
-    """``fusion_inputs`` (classical lungs, network labels, HU) fused by ``add_dense_lung`` is the prediction,
-    so a benchmark that splits the misses by rule sees the same inputs; a CT without lungs runs no network."""
+    """``fusion_inputs`` (classical lungs, network labels, HU, the network's mean lung probability per region) fused
+    by ``add_dense_lung`` is the prediction, so a benchmark that splits the misses by rule sees the same inputs; the
+    probability comes from the same pass as the labels; a CT without lungs runs no network."""
+    from scipy import ndimage
+
     from lungseg_core.postprocessing import add_dense_lung
 
     segmenter = Segmenter("lungsegai-lungs", "lungs", device="cpu")
-    classical, network, hu = segmenter.fusion_inputs(phantom.ct)
+    classical, network, hu, region_probability = segmenter.fusion_inputs(phantom.ct)
     assert classical.any() and network.shape == phantom.ct.shape
     np.testing.assert_array_equal(hu, phantom.ct.array)
-    fused = add_dense_lung(classical, network > 0, hu, phantom.ct)
+    # one class: where it labels lung, lung is the likelier; the background far from the lungs is sure
+    lung_regions, count = ndimage.label(network > 0)
+    assert count and np.all(region_probability(lung_regions, count) > 0.5)
+    far = ndimage.distance_transform_edt(network == 0) > 8
+    assert far.any() and region_probability(far.astype(np.int32), 1)[0] < 0.05
+    fused = add_dense_lung(classical, network > 0, hu, phantom.ct, region_lung_probability=region_probability)
     np.testing.assert_array_equal(fused, segmenter.predict(phantom.ct))
     no_lungs = phantom.ct.with_array(np.full(phantom.ct.shape, 40, np.int16))  # soft tissue only
-    classical, network, _ = segmenter.fusion_inputs(no_lungs)
-    assert network is None and not classical.any()
+    fusion = segmenter.fusion_inputs(no_lungs)
+    assert fusion.network is None and fusion.region_lung_probability is None and not fusion.classical.any()

@@ -51,20 +51,40 @@ def test_shipped_lung_model_recovers_consolidation_at_the_chest_wall(ctchest4):
     assert all(f > c + 0.01 for f, c in zip(fused, classical)), (classical, fused)
 
 
-def test_consolidation_the_shipped_lung_model_leaves_out_is_noted_in_the_case(ctchest4):
-    """Large consolidations on the lung surfaces: the gate leaves those against the mediastinum out of the lungs,
-    and the case's notes say so; the healthy CT gets no such note."""
+def test_consolidation_against_the_mediastinum_comes_back_where_the_network_is_sure_and_is_noted(ctchest4):
+    """Large consolidations on the lung surfaces: the chest-wall gate leaves those against the mediastinum out,
+    since lung lies beyond them. So much left out is more than a healthy CT gives, so the regions the network is
+    sure of go back into the lungs, and the case's notes say how much was left out and how much added; the healthy
+    CT gets no such note and is not changed by the rule."""
     from lungseg_core.inference import segment_volume
+    from lungseg_core.postprocessing import lungs as lung_rules
     from lungseg_core.synthetic.lesions import LesionSpec, insert_lesions
 
     ct, ref = ctchest4
     spec = LesionSpec(count=(4, 8), kinds=("consolidation",), diameter_mm=(50.0, 90.0), placement="subpleural")
-    lesioned, _ = insert_lesions(ct, ref, spec, seed=1000)  # 823 mL left out when measured; the healthy CT 96 mL
+    lesioned, _ = insert_lesions(ct, ref, spec, seed=1000)  # 823 mL left out, 593 mL of it sure; healthy 96 mL
     healthy, ill = (segment_volume(volume, task="lungs", device="cpu") for volume in (ct, lesioned))
     assert not any("looked like lung" in note for note in healthy.measurements["notes"])
     (note,) = ill.lung_notes
-    assert "looked like lung to the network but was left out" in note and int(note.split()[0]) > 400
+    left_out_ml = int(note.split()[0])
+    added_ml, still_out_ml = (int(note.split(before)[1].split()[0]) for before in ("The ", "the other "))
+    assert left_out_ml > 400 and 0.5 * left_out_ml < added_ml < left_out_ml, note
+    assert abs(added_ml + still_out_ml - left_out_ml) <= 1, note
     assert note in ill.measurements["notes"]
+    # measured on this seed: right lung 0.917 with the gate alone, 0.970 with the sure regions added
+    gate_only = _per_lung_dice(_lungs_with_the_gate_alone(lesioned), ref)
+    kept = _per_lung_dice(ill.lungs, ref)
+    assert kept[0] > gate_only[0] + 0.03 and kept[1] >= gate_only[1], (gate_only, kept)
+    assert lung_rules.MUCH_DENSE_LUNG_LEFT_OUT_ML > 96  # the healthy CT stays under the line: gate alone there
+
+
+def _lungs_with_the_gate_alone(ct):
+    """The shipped lung model's result without the confident-region rule (its probability not given)."""
+    from lungseg_core.inference.segmenter import Segmenter
+    from lungseg_core.postprocessing import add_dense_lung
+
+    fusion = Segmenter(SHIPPED_LUNGS, "lungs", device="cpu").fusion_inputs(ct)
+    return add_dense_lung(fusion.classical, fusion.network > 0, fusion.hu, ct)
 
 
 def test_shipped_infection_model_is_not_a_default_it_has_not_earned():

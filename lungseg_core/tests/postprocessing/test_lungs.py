@@ -188,18 +188,83 @@ def test_add_dense_lung_leaves_out_tissue_with_lung_beyond_it(name):
 
 def test_much_dense_lung_left_out_by_the_gate_gets_a_note():
     """The user must hear when the gate leaves out what may be consolidation against the mediastinum."""
-    from lungseg_core.postprocessing.lungs import LEFT_OUT_DENSE_LUNG_NOTE_ML, left_out_dense_lung_notes
+    from lungseg_core.postprocessing.lungs import MUCH_DENSE_LUNG_LEFT_OUT_ML, left_out_dense_lung_notes
 
     ct = Volume(np.zeros((4, 20, 20), np.float32), spacing=(10.0, 10.0, 10.0))  # 1 mL voxels
     wide = np.zeros(ct.shape, bool)
     wide[:2] = True  # 800 mL the network called lung
     opened = np.zeros(ct.shape, bool)
-    opened.reshape(-1)[np.flatnonzero(wide)[: 800 - int(LEFT_OUT_DENSE_LUNG_NOTE_ML)]] = True
-    stages = {"wide": wide, "open": opened}  # exactly the threshold left out
+    opened.reshape(-1)[np.flatnonzero(wide)[: 800 - int(MUCH_DENSE_LUNG_LEFT_OUT_ML)]] = True
+    stages = {"wide": wide, "kept": opened, "open": opened}  # exactly the threshold left out, none of it kept
     (note,) = left_out_dense_lung_notes(stages, ct)
-    assert note.startswith(f"{LEFT_OUT_DENSE_LUNG_NOTE_ML:.0f} mL of dense tissue") and "mediastinum" in note
+    assert note.startswith(f"{MUCH_DENSE_LUNG_LEFT_OUT_ML:.0f} mL of dense tissue") and "mediastinum" in note
+    assert "left out" in note and "added" not in note
     opened.reshape(-1)[np.flatnonzero(wide & ~opened)[0]] = True  # one voxel less left out: under it
     assert left_out_dense_lung_notes(stages, ct) == []
+
+
+def _medial_bays(reference: np.ndarray, planes: slice, width: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Per lung (right, left), its ``width`` voxels nearest the body's middle in ``planes``, over 12 rows at the
+    lungs' middle: where consolidation lies against the mediastinum, and where a network takes the heart for lung."""
+    bays = []
+    for side in (1, 2):
+        lung = reference == side
+        bay = np.zeros(lung.shape, bool)
+        for plane in range(*planes.indices(len(lung))):
+            rows, cols = np.nonzero(lung[plane])
+            medial_is_high = cols.mean() < lung.shape[2] / 2
+            for row in np.unique(rows):
+                in_row = cols[rows == row]
+                medial = in_row > in_row.max() - width if medial_is_high else in_row < in_row.min() + width
+                bay[plane, row, in_row[medial]] = True
+        rows = np.flatnonzero(bay.any(axis=(0, 2)))
+        middle = (rows.min() + rows.max()) // 2
+        bay[:, : middle - 6] = bay[:, middle + 6:] = False
+        bays.append(bay)
+    return bays[0], bays[1]
+
+
+def test_where_the_gate_leaves_out_much_it_keeps_the_regions_the_network_is_sure_of(monkeypatch):
+    """Consolidation against the mediastinum has lung beyond it, so the chest-wall gate leaves it out, as it does
+    the heart. Where the gate leaves out much (more than a healthy CT gives), the regions the network is sure of go
+    back to their lung and the note says how much; a less sure region stays out; below that line, or without the
+    network's probability, the gate alone decides."""
+    import lungseg_core.postprocessing.lungs as lungs_module
+    from lungseg_core.postprocessing.lungs import (CONFIDENT_DENSE_LUNG_PROBABILITY, add_dense_lung,
+                                                   dense_lung_stages, left_out_dense_lung_ml, left_out_dense_lung_notes,
+                                                   region_means)
+
+    phantom = make_chest_phantom(shape=(16, 64, 64), ggo=False, consolidation=False, seed=2)
+    reference, ct = phantom.lungs, phantom.ct
+    consolidation, heart = _medial_bays(reference, slice(6, 11))
+    classical = np.where(consolidation | heart, 0, reference).astype(np.uint8)
+    hu = np.where(consolidation | heart, 20.0, ct.array).astype(np.float32)
+    network = reference > 0  # the network takes both for lung ...
+    probability = network.astype(np.float16)
+    probability[consolidation] = CONFIDENT_DENSE_LUNG_PROBABILITY + 0.05  # ... but is sure only of the first
+    probability[heart] = CONFIDENT_DENSE_LUNG_PROBABILITY - 0.1
+
+    gate_only = dense_lung_stages(classical, network, hu, ct)
+    assert not gate_only["open"][consolidation | heart].any()  # both have lung beyond them
+    left_out_ml = left_out_dense_lung_ml(gate_only, ct)
+    assert 0 < left_out_ml < lungs_module.MUCH_DENSE_LUNG_LEFT_OUT_ML  # a phantom's bays are small: move the line
+
+    monkeypatch.setattr(lungs_module, "MUCH_DENSE_LUNG_LEFT_OUT_ML", left_out_ml)
+    stages = dense_lung_stages(classical, network, hu, ct, region_means(probability))
+    fused = add_dense_lung(classical, network, hu, ct, stages)
+    assert np.mean(fused[consolidation] == 1) > 0.9 and not fused[heart].any()
+    np.testing.assert_array_equal(fused[classical > 0], classical[classical > 0])
+    (note,) = left_out_dense_lung_notes(stages, ct)
+    added_ml = float((stages["kept"] & ~stages["open"]).sum() * ct.voxel_volume_ml)
+    assert 0.4 * left_out_ml < added_ml < 0.6 * left_out_ml  # the consolidation's half
+    assert f"The {added_ml:.0f} mL it was sure of" in note and f"other {left_out_ml - added_ml:.0f} mL left out" in note
+    unstaged = add_dense_lung(classical, network, hu, ct, region_lung_probability=region_means(probability))
+    np.testing.assert_array_equal(unstaged, fused)
+
+    for line, given in ((left_out_ml + 0.01, region_means(probability)), (left_out_ml, None)):  # under the line; none
+        monkeypatch.setattr(lungs_module, "MUCH_DENSE_LUNG_LEFT_OUT_ML", line)
+        fused = add_dense_lung(classical, network, hu, ct, region_lung_probability=given)
+        assert not fused[consolidation | heart].any()
 
 
 def _lung_beyond_by_plain_march(point, centre, lungs, body, spacing_yx):
@@ -280,7 +345,7 @@ def test_add_dense_lung_leaves_out_thin_rims_and_tissue_meeting_a_lung_only_in_a
     assert stages["dense"][rim].all() and not stages["wide"][rim].any()
     assert stages["open"][apex].all() and stages["open"][bay].mean() > 0.9
     names = list(stages)
-    assert names == ["network", "dense", "wide", "open"]
+    assert names == ["network", "dense", "wide", "kept", "open"]
     assert all(not (stages[after] & ~stages[before]).any() for before, after in zip(names, names[1:]))
     assert not stages["network"][classical > 0].any()
 

@@ -13,6 +13,7 @@ from lungseg_core.preprocessing.intensity import LUNG_WINDOW, to_unit_range
 from lungseg_core.preprocessing.slices import (
     SliceLayout,
     SliceSpec,
+    foreground_region_means,
     labels_from_probabilities,
     prepare_labels,
     prepare_slices,
@@ -133,6 +134,27 @@ def test_restore_outside_crop_is_background_and_sums_to_one(phantom):
     np.testing.assert_array_equal(restore_labels(probs, layout), labels_from_probabilities(restored))
     with pytest.raises(ValueError):
         restore_probabilities(probs[:, :, :32], layout)
+
+
+@pytest.mark.parametrize("axes, flips", [((0, 1, 2), (False, False, False)), ((2, 1, 0), (False, True, True))])
+def test_foreground_region_means_average_the_restored_probabilities_over_each_region(phantom, axes, flips):
+    """What the restored volume of probabilities would give per region (0 outside the crop), without making it,
+    in any storage order; a region the network saw nothing of has mean 0."""
+    from scipy import ndimage
+
+    _, layout = prepare_slices(phantom.ct, SliceSpec(size=64))
+    logits = np.random.default_rng(1).normal(size=(48, 2, 64, 64)).astype(np.float32)
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float16)
+    regions = np.zeros(phantom.ct.shape, np.int32)
+    regions[3:9, 20:40, 10:30], regions[20:22, 30:50, 30:60], regions[30, 40:44, 20:24] = 1, 2, 3
+    y0 = layout.box[0]
+    regions[10:12, :y0, :] = 4  # outside the crop: probability 0
+    oracle = ndimage.mean(1 - restore_probabilities(probs, layout)[0], regions, np.arange(1, 5))
+    _, stored_layout = prepare_slices(reorder_axes(phantom.ct, axes, flips), SliceSpec(size=64))
+    stored_regions = reorder_axes(phantom.ct.with_array(regions), axes, flips).array
+    means = foreground_region_means(probs, stored_layout, stored_regions, 4)
+    np.testing.assert_allclose(means, oracle, atol=1e-4)
+    assert 0.3 < means[0] < 0.7 and means[3] == 0
 
 
 def test_layout_dict_round_trip(phantom):
