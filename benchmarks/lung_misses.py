@@ -35,6 +35,7 @@ from accuracy_lungs import STRESS_LESIONS, ctchest4_with_reference, lesion_seeds
 from lungseg_core.inference.segmenter import Segmenter  # noqa: E402
 from lungseg_core.postprocessing.lungs import (  # noqa: E402
     add_dense_lung,
+    confident_dense_lung_ml,
     dense_lung_stages,
     left_out_dense_lung_ml,
     left_out_dense_lung_notes,
@@ -80,7 +81,7 @@ def left_out(stages: dict[str, np.ndarray], ct) -> dict:
     kept because the network is sure of it."""
     return {"left_out_ml": round(left_out_dense_lung_ml(stages, ct), 1),
             "note": bool(left_out_dense_lung_notes(stages, ct)),
-            "confident_ml": round(float((stages["kept"] & ~stages["open"]).sum() * ct.voxel_volume_ml), 1)}
+            "confident_ml": round(confident_dense_lung_ml(stages, ct), 1)}
 
 
 def main() -> None:

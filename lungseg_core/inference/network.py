@@ -129,12 +129,8 @@ def predict_labels(network, volume: Volume, slice_spec_dict: dict, device, batch
                    kind: str | None = None, mirror: bool = False, planes: np.ndarray | None = None) -> np.ndarray:
     """Label volume (z, y, x) uint8 from a slice network, in the input's own grid (options as
     :func:`predict_probabilities`)."""
-    from lungseg_core.preprocessing.slices import restore_labels
-
-    probs, layout = predict_probabilities(network, volume, slice_spec_dict, device, batch_size, progress, cancel,
-                                          kind, mirror, planes)
-    # one slice at a time back to the input grid: never a K x Z x Y x X float array
-    return restore_labels(probs, layout)
+    return predict_labels_and_region_probability(network, volume, slice_spec_dict, device, batch_size, progress,
+                                                 cancel, kind, mirror, planes)[0]
 
 
 def predict_labels_and_region_probability(network, volume: Volume, slice_spec_dict: dict, device,
@@ -149,6 +145,7 @@ def predict_labels_and_region_probability(network, volume: Volume, slice_spec_di
 
     probs, layout = predict_probabilities(network, volume, slice_spec_dict, device, batch_size, progress, cancel,
                                           kind, mirror, planes)
+    # one slice at a time back to the input grid: never a K x Z x Y x X float array
     return restore_labels(probs, layout), functools.partial(foreground_region_means, probs, layout)
 
 

@@ -10,7 +10,8 @@ import numpy as np
 from lungseg_core.errors import InputError
 from lungseg_core.inference.device import resolve_device
 from lungseg_core.inference.network import (ProgressCallback, check_cancel, predict_labels, predict_labels_3d,
-                                            predict_labels_and_region_probability, predict_probabilities, stage_progress)
+                                            predict_labels_and_region_probability, predict_probabilities,
+                                            stage_progress)
 from lungseg_core.io.volume import Volume
 from lungseg_core.postprocessing.lungs import RegionProbability
 from lungseg_core.preprocessing.cropping import crop_volume, lung_bounding_box
@@ -142,11 +143,18 @@ class Segmenter:
     def network_labels(self, volume: Volume, progress: ProgressCallback | None = None,
                        cancel: threading.Event | None = None, kind: str | None = None) -> np.ndarray:
         """The network's own labels, before any post-processing, with the card's inference options."""
-        loaded = self._network()
         if self.spatial_dims == 3:
+            loaded = self._network()
             return predict_labels_3d(loaded.network, volume, self.card, loaded.device, progress, cancel, kind=kind)
-        return predict_labels(loaded.network, volume, self.card["slice_spec"], loaded.device, self.batch_size,
-                              progress, cancel, kind=kind, mirror=bool(self.card.get("test_time_mirror")))
+        return self._run_slice_network(predict_labels, volume, progress, cancel, kind)
+
+    def _run_slice_network(self, predict, volume: Volume, progress: ProgressCallback | None = None,
+                           cancel: threading.Event | None = None, kind: str | None = None, **options):
+        """``predict`` (a slice-network function of ``inference.network``) with this card's network, slice
+        settings, device, batch size and mirror option."""
+        loaded = self._network()
+        return predict(loaded.network, volume, self.card["slice_spec"], loaded.device, self.batch_size, progress,
+                       cancel, kind=kind, mirror=bool(self.card.get("test_time_mirror")), **options)
 
     def network_probabilities(self, volume: Volume, kind: str | None = None) -> np.ndarray:
         """Class probabilities (K, Z, Y, X) float32 of a 2D network in the input grid, with the card's inference
@@ -155,9 +163,7 @@ class Segmenter:
 
         if self.spatial_dims != 2:
             raise InputError(f"Model '{self.name}' is not a 2D slice network", "use network_labels for 3D models")
-        loaded = self._network()
-        probs, layout = predict_probabilities(loaded.network, volume, self.card["slice_spec"], loaded.device,
-                                              self.batch_size, kind=kind, mirror=bool(self.card.get("test_time_mirror")))
+        probs, layout = self._run_slice_network(predict_probabilities, volume, kind=kind)
         return restore_probabilities(probs, layout)
 
     def network_lungs(self, volume: Volume, progress: ProgressCallback | None = None,
@@ -203,11 +209,9 @@ class Segmenter:
         spacing_mm = view.spacing_zyx[0]
         planes = every_nth(planes_span(view.forward(classical), spacing_mm, COMBINED_PLANE_MARGIN_MM),
                            int(COMBINED_PLANE_STEP_MM // spacing_mm))
-        loaded = self._network()
         # only those planes are predicted, the slices between two of them interpolated, the rest background
-        network, region_lung_probability = predict_labels_and_region_probability(
-            loaded.network, volume, self.card["slice_spec"], loaded.device, self.batch_size, network_progress, cancel,
-            kind=kind, mirror=bool(self.card.get("test_time_mirror")), planes=planes)
+        network, region_lung_probability = self._run_slice_network(
+            predict_labels_and_region_probability, volume, network_progress, cancel, kind, planes=planes)
         return FusionInputs(classical, network, hu, region_lung_probability)
 
 

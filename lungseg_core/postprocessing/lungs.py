@@ -372,8 +372,8 @@ def dense_lung_stages(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarra
     much is left out), ``"open"`` (open to the chest wall). Each is a subset of the one before; ``add_dense_lung``
     adds ``"kept"`` where it touches a lung in its own plane. Kept apart so a benchmark can tell which rule dropped
     a voxel (``benchmarks/lung_misses.py``). ``region_lung_probability(regions, count)``: the network's mean lung
-    probability over each region 1..count of an integer array on the same grid (e.g. :func:`region_means` of a
-    probability array), needed to keep confident regions; without it ``"kept"`` is ``"open"``."""
+    probability over each region 1..count of an integer array on the same grid, needed to keep confident regions;
+    without it ``"kept"`` is ``"open"``."""
     lungs = np.asarray(lungs) > 0
     stages = {"network": np.asarray(network_lung, bool) & ~lungs}
     stages["dense"] = stages["network"] & (np.asarray(hu) >= DENSE_LUNG_MIN_HU)
@@ -388,21 +388,17 @@ def dense_lung_stages(lungs: np.ndarray, network_lung: np.ndarray, hu: np.ndarra
     return stages
 
 
-def region_means(probability: np.ndarray) -> RegionProbability:
-    """``region_lung_probability`` of :func:`dense_lung_stages` from a lung probability array (same grid)."""
-    probability = np.asarray(probability, np.float32)
-    return lambda regions, count: np.asarray(ndimage.mean(probability, regions, np.arange(1, count + 1)), float)
-
-
 def _confident_left_out(stages: dict[str, np.ndarray], region_lung_probability: RegionProbability | None,
                         volume: Volume) -> np.ndarray | None:
     """The in-plane regions the gate leaves out whose mean lung probability is at least
     ``CONFIDENT_DENSE_LUNG_PROBABILITY``, where it leaves out ``MUCH_DENSE_LUNG_LEFT_OUT_ML`` or more; else None
     (no volume made: the usual case). Below that line what the gate drops is the heart or the liver dome as often
     as consolidation, so the gate alone decides."""
-    if region_lung_probability is None or left_out_dense_lung_ml(stages, volume) < MUCH_DENSE_LUNG_LEFT_OUT_ML:
+    if region_lung_probability is None:
         return None
     left_out = stages["wide"] & ~stages["open"]
+    if np.count_nonzero(left_out) * volume.voxel_volume_ml < MUCH_DENSE_LUNG_LEFT_OUT_ML:
+        return None
     regions, count = ndimage.label(left_out, structure=_slice_structure(axial_axis(volume)))
     means = np.asarray(region_lung_probability(regions, count), float)
     return np.concatenate([[False], means >= CONFIDENT_DENSE_LUNG_PROBABILITY])[regions]
@@ -414,6 +410,11 @@ def left_out_dense_lung_ml(stages: dict[str, np.ndarray], volume: Volume) -> flo
     return float(np.count_nonzero(stages["wide"] & ~stages["open"]) * volume.voxel_volume_ml)
 
 
+def confident_dense_lung_ml(stages: dict[str, np.ndarray], volume: Volume) -> float:
+    """mL of that left-out dense lung kept because the network is sure of it (``"kept"`` but not ``"open"``)."""
+    return float(np.count_nonzero(stages["kept"] & ~stages["open"]) * volume.voxel_volume_ml)
+
+
 def left_out_dense_lung_notes(stages: dict[str, np.ndarray], volume: Volume) -> list[str]:
     """A note when the chest-wall gate leaves out much dense tissue that the network calls lung: the lungs, and so
     the infection inside them, may then miss consolidation against the mediastinum or the diaphragm, which
@@ -421,7 +422,7 @@ def left_out_dense_lung_notes(stages: dict[str, np.ndarray], volume: Volume) -> 
     left_out_ml = left_out_dense_lung_ml(stages, volume)
     if left_out_ml < MUCH_DENSE_LUNG_LEFT_OUT_ML:
         return []
-    added_ml = float(np.count_nonzero(stages["kept"] & ~stages["open"]) * volume.voxel_volume_ml)
+    added_ml = confident_dense_lung_ml(stages, volume)
     if added_ml == 0:
         return [f"{left_out_ml:.0f} mL of dense tissue beside the lungs looked like lung to the network but was left "
                 "out, because lung lies beyond it: consolidation against the mediastinum or the diaphragm (then "

@@ -224,6 +224,12 @@ def _medial_bays(reference: np.ndarray, planes: slice, width: int = 5) -> tuple[
     return bays[0], bays[1]
 
 
+def region_means(probability: np.ndarray):
+    """``region_lung_probability`` of ``dense_lung_stages`` from a lung probability array (same grid)."""
+    probability = np.asarray(probability, np.float32)
+    return lambda regions, count: np.asarray(ndimage.mean(probability, regions, np.arange(1, count + 1)), float)
+
+
 def test_where_the_gate_leaves_out_much_it_keeps_the_regions_the_network_is_sure_of(monkeypatch):
     """Consolidation against the mediastinum has lung beyond it, so the chest-wall gate leaves it out, as it does
     the heart. Where the gate leaves out much (more than a healthy CT gives), the regions the network is sure of go
@@ -231,8 +237,8 @@ def test_where_the_gate_leaves_out_much_it_keeps_the_regions_the_network_is_sure
     network's probability, the gate alone decides."""
     import lungseg_core.postprocessing.lungs as lungs_module
     from lungseg_core.postprocessing.lungs import (CONFIDENT_DENSE_LUNG_PROBABILITY, add_dense_lung,
-                                                   dense_lung_stages, left_out_dense_lung_ml, left_out_dense_lung_notes,
-                                                   region_means)
+                                                   confident_dense_lung_ml, dense_lung_stages, left_out_dense_lung_ml,
+                                                   left_out_dense_lung_notes)
 
     phantom = make_chest_phantom(shape=(16, 64, 64), ggo=False, consolidation=False, seed=2)
     reference, ct = phantom.lungs, phantom.ct
@@ -255,7 +261,7 @@ def test_where_the_gate_leaves_out_much_it_keeps_the_regions_the_network_is_sure
     assert np.mean(fused[consolidation] == 1) > 0.9 and not fused[heart].any()
     np.testing.assert_array_equal(fused[classical > 0], classical[classical > 0])
     (note,) = left_out_dense_lung_notes(stages, ct)
-    added_ml = float((stages["kept"] & ~stages["open"]).sum() * ct.voxel_volume_ml)
+    added_ml = confident_dense_lung_ml(stages, ct)
     assert 0.4 * left_out_ml < added_ml < 0.6 * left_out_ml  # the consolidation's half
     assert f"The {added_ml:.0f} mL it was sure of" in note and f"other {left_out_ml - added_ml:.0f} mL left out" in note
     unstaged = add_dense_lung(classical, network, hu, ct, region_lung_probability=region_means(probability))
