@@ -335,9 +335,10 @@ THINNEST_DENSE_LUNG_MM = 6.0
 # Dense tissue the network calls lung but the chest-wall gate leaves out (mL), from which a case holds much more
 # than a healthy CT gives: it gets a note, and the gate's regions the network is sure of are kept
 # (``CONFIDENT_DENSE_LUNG_PROBABILITY``). Consolidation against the mediastinum or the diaphragm is left out this
-# way. So are the heart and the liver dome, which a network mistakes for lung on thick slices: 96 mL on CTChest4
-# (10 mm slices, healthy), under 10 mL on LIDC-IDRI-0001/0002 and at most 30 mL with them made 5-10 mm thick;
-# 222-823 mL in 10 of 12 seeds with large consolidations inserted on CTChest4's lung surfaces.
+# way. So are the heart and the liver dome, which a network mistakes for lung on thick slices. Chosen with the
+# earlier resunet: 96 mL on CTChest4 (10 mm slices, healthy), under 10 mL on LIDC-IDRI-0001/0002 and at most
+# 30 mL with them made 5-10 mm thick; 222-823 mL in 10 of 12 seeds with large consolidations inserted on
+# CTChest4's lung surfaces. The shipped Lite0 network: 23 mL, under 10 mL, at most 10 mL; 93-801 mL (8 of 12 over).
 MUCH_DENSE_LUNG_LEFT_OUT_ML = 200.0
 
 # The network's mean lung probability over each region 1..count of an integer array: (regions, count) -> means.
