@@ -17,7 +17,13 @@ from lungseg_core.errors import InputError, LungSegError
 from lungseg_core.labels import TASKS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("plateau", "cosine", "none")
+# the keyword arguments of torch's ReduceLROnPlateau and CosineAnnealingLR a config may set (plateau's mode follows
+# ``monitor``), and what a config without scheduler_kwargs gets. Here, not read off torch, so that a config is
+# checked before torch is imported and before minutes of data loading.
+SCHEDULER_KEYS = {"plateau": ("factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"),
+                  "cosine": ("T_max", "eta_min"), "none": ()}
+SCHEDULER_DEFAULTS = {"plateau": {"factor": 0.5, "patience": 2}, "cosine": {}, "none": {}}
+SCHEDULERS = tuple(SCHEDULER_KEYS)
 MONITORS = ("val_loss", "val_dice", "val_dice_any")
 ROLES = ("split", "train", "val")
 
@@ -66,7 +72,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0
     scheduler: str = "plateau"
-    scheduler_kwargs: dict = field(default_factory=lambda: {"factor": 0.5, "patience": 2})
+    scheduler_kwargs: dict | None = None  # None: the scheduler's defaults (SCHEDULER_DEFAULTS)
     epochs: int = 50
     batch_size: int = 8
     early_stopping_patience: int = 5  # epochs without improvement of ``monitor``; 0 = off
@@ -98,6 +104,12 @@ class TrainConfig:
     grad_clip: float = 0.0
     description: str = ""
     source_path: str | None = None  # where the config was read from (filled in by load_config)
+
+    def __post_init__(self) -> None:
+        # without a scheduler its keys mean nothing: cleared, so that a run saved with the plateau defaults that
+        # every config once got still resumes; an unknown scheduler is refused by validate()
+        if self.scheduler_kwargs is None or self.scheduler == "none":
+            self.scheduler_kwargs = dict(SCHEDULER_DEFAULTS.get(self.scheduler, {}))
 
     # ------------------------------------------------------------------------------------------------
     @classmethod
@@ -149,6 +161,7 @@ class TrainConfig:
         for key in ("architecture_kwargs", "slice_spec", "loss_kwargs", "scheduler_kwargs", "augmentation", "synthetic_lesions", "thick_slices"):
             if not isinstance(getattr(self, key), dict):
                 raise InputError(f"Config key '{key}'{where} must be a JSON object", "write it as {...}")
+        _scheduler_keys(self.scheduler, self.scheduler_kwargs, where)
         if self.combine_with_classical and (self.task != "lungs" or self.num_classes != 2):
             raise InputError(f"combine_with_classical{where} needs a one-class lung model (task 'lungs', num_classes 2)",
                              "remove combine_with_classical or train a one-class lung model")
@@ -264,6 +277,15 @@ def _architecture(name: Any, where: str) -> None:
 def _choice(key: str, value: Any, choices: tuple, where: str) -> None:
     if value not in choices:
         raise InputError(f"Config key '{key}' is '{value}'{where}", f"use one of: {', '.join(map(str, choices))}")
+
+
+def _scheduler_keys(scheduler: str, kwargs: dict, where: str) -> None:
+    """Refuse scheduler_kwargs the scheduler does not take, e.g. plateau's left over after ``--set scheduler=cosine``."""
+    unknown = sorted(set(kwargs) - set(SCHEDULER_KEYS[scheduler]))
+    if unknown:
+        allowed = ", ".join(SCHEDULER_KEYS[scheduler]) or "no keys"
+        raise InputError(f"scheduler_kwargs key(s) {', '.join(unknown)}{where} do not apply to scheduler '{scheduler}'",
+                         f"'{scheduler}' takes {allowed}; on the command line replace them: --set 'scheduler_kwargs={{}}'")
 
 
 def _number(key: str, value: Any, where: str, minimum: float | None = None, maximum: float | None = None,
