@@ -16,8 +16,9 @@ python="${PYTHON:-.venv/bin/python}"
 config="configs/lungsegai_lungs.json"
 stages=(lungsegai-lungs lungsegai-lungs-ft lungsegai-lungs-ft2 lungsegai-lungs-ft3)
 # the last two stages: 8 epochs at 3e-4 on a cosine schedule, with 8 lesion copies per CT; their training seeds (1,
-# then 2) make other lesions than the first stages saw. tests/models/test_shipped_models.py reads this line.
-finetune=(--epochs 8 --set lr=0.0003 --set scheduler=cosine --set 'scheduler_kwargs={}' --set synthetic_lesions.copies=8)
+# then 2) make other lesions than the first stages saw. lungseg_core/tests/models/test_shipped_models.py reads
+# this line.
+finetune=(--epochs 8 --set lr=0.0003 --set scheduler=cosine --set scheduler_kwargs={} --set synthetic_lesions.copies=8)
 
 model_of() { echo "$root/${stages[$1]}/model/lungsegai-lungs.json"; }
 
@@ -50,5 +51,6 @@ from lungseg_core.models import zoo
 
 trained = json.load(open(sys.argv[1]))["sha256"]
 shipped = zoo.resolve_card("lungsegai-lungs", "lungs")["sha256"]
-print(f"SHA-256 {trained[:12]}...: {'the same as' if trained == shipped else 'not'} the shipped weights ({shipped[:12]}...)")
+same = "the same as" if trained == shipped else "not"
+print(f"SHA-256 {trained[:12]}...: {same} the shipped weights ({shipped[:12]}...)")
 EOF

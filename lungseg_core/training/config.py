@@ -280,12 +280,13 @@ def _choice(key: str, value: Any, choices: tuple, where: str) -> None:
 
 
 def _scheduler_keys(scheduler: str, kwargs: dict, where: str) -> None:
-    """Refuse scheduler_kwargs the scheduler does not take, e.g. plateau's left over after ``--set scheduler=cosine``."""
+    """Refuse scheduler_kwargs the scheduler does not take, e.g. plateau's left after ``--set scheduler=cosine``."""
     unknown = sorted(set(kwargs) - set(SCHEDULER_KEYS[scheduler]))
     if unknown:
         allowed = ", ".join(SCHEDULER_KEYS[scheduler]) or "no keys"
         raise InputError(f"scheduler_kwargs key(s) {', '.join(unknown)}{where} do not apply to scheduler '{scheduler}'",
-                         f"'{scheduler}' takes {allowed}; on the command line replace them: --set 'scheduler_kwargs={{}}'")
+                         f"'{scheduler}' takes {allowed}; on the command line replace them: "
+                         "--set 'scheduler_kwargs={}'")
 
 
 def _number(key: str, value: Any, where: str, minimum: float | None = None, maximum: float | None = None,

@@ -62,6 +62,7 @@ def test_each_scheduler_gets_its_own_defaults_and_builds():
     assert plateau.scheduler_kwargs == {"factor": 0.5, "patience": 2}
     assert build_scheduler(plateau, optimizer).factor == 0.5
     # a run saved when every config got the plateau keys still matches its config without a scheduler
-    saved_none = TrainConfig.from_dict({**base, "scheduler": "none", "scheduler_kwargs": {"factor": 0.5, "patience": 2}})
+    plateau_keys = {"factor": 0.5, "patience": 2}
+    saved_none = TrainConfig.from_dict({**base, "scheduler": "none", "scheduler_kwargs": plateau_keys})
     assert saved_none.scheduler_kwargs == {} == TrainConfig.from_dict({**base, "scheduler": "none"}).scheduler_kwargs
     assert build_scheduler(saved_none, optimizer) is None
