@@ -49,9 +49,9 @@ def test_shipped_lung_model_keeps_the_classical_accuracy_on_a_ct_it_never_traine
     assert min(scores) >= 0.98, scores  # the goal; the classical method alone scores 0.983 / 0.989
 
 
-def _script_overrides(line: str) -> tuple[dict, int | None]:
-    """The ``--set`` overrides and ``--epochs`` of one line of the lung training script."""
-    words = shlex.split(line.split("(", 1)[1].rstrip(")") if line.startswith("finetune=(") else line)
+def _script_overrides(arguments: str) -> tuple[dict, int | None]:
+    """The ``--set`` overrides and ``--epochs`` among the arguments of a line of the lung training script."""
+    words = shlex.split(arguments)
     values = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--set"]
     epochs = int(words[words.index("--epochs") + 1]) if "--epochs" in words else None
     return dict(parse_override(value) for value in values), epochs
@@ -65,8 +65,9 @@ def test_shipped_lung_model_is_the_last_stage_of_the_committed_training_script()
     card = zoo.resolve_card(SHIPPED_LUNGS, "lungs")
     assert card["training"]["command"] == "bash scripts/train_lung_model.sh"
     lines = LUNG_TRAINING_SCRIPT.read_text().splitlines()
-    finetune, epochs = _script_overrides(next(line for line in lines if line.startswith("finetune=(")))
-    last_stage, _ = _script_overrides(next(line.strip() for line in lines if line.strip().startswith("3) echo")))
+    finetune_line = next(line for line in lines if line.startswith("finetune=("))
+    finetune, epochs = _script_overrides(finetune_line.removeprefix("finetune=(").removesuffix(")"))
+    last_stage, _ = _script_overrides(next(line.split("3) echo", 1)[1] for line in lines if "3) echo" in line))
     expected = config_json(load_config(REPO / "configs" / "lungsegai_lungs.json", {**finetune, **last_stage}))
     trained = card["training"]["config"]
     assert trained["epochs"] == epochs and trained["seed"] == last_stage["seed"]
@@ -75,6 +76,21 @@ def test_shipped_lung_model_is_the_last_stage_of_the_committed_training_script()
                 "max_slices_per_case", "keep_empty_fraction", "drop_noninformative", "monitor"):
         assert trained[key] == expected[key], key
     assert trained["init_weights"].endswith("lungsegai-lungs-ft2/model/lungsegai-lungs.json")
+
+
+def test_shipped_lung_card_metrics_are_the_committed_benchmark_results():
+    """The card quotes what benchmarks/results holds for these weights, not an earlier model's numbers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lung_card_metrics", REPO / "benchmarks" / "lung_card_metrics.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    card = zoo.resolve_card(SHIPPED_LUNGS, "lungs")
+    four, twelve = (json.loads((tool.RESULTS / f"accuracy_lungs{end}.json").read_text()) for end in ("", "_12_seeds"))
+    measured = tool.card_metrics(card, four, twelve)
+    assert len(measured) >= 10
+    for name, entry in measured.items():
+        assert (card["metrics"][name]["value"], card["metrics"][name].get("min")) == (entry["value"], entry.get("min"))
 
 
 def test_shipped_lung_model_recovers_consolidation_at_the_chest_wall(ctchest4):

@@ -54,15 +54,15 @@ def test_each_scheduler_gets_its_own_defaults_and_builds():
     from lungseg_core.training.trainer import build_scheduler
 
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    plateau_keys = {"factor": 0.5, "patience": 2}
     base = {k: v for k, v in load_config(RECIPE).to_dict().items() if k != "scheduler_kwargs"}
     cosine = TrainConfig.from_dict({**base, "scheduler": "cosine", "epochs": 7})
     assert cosine.scheduler_kwargs == {}
     assert build_scheduler(cosine, optimizer).T_max == 7
     plateau = TrainConfig.from_dict({**base, "scheduler": "plateau"})
-    assert plateau.scheduler_kwargs == {"factor": 0.5, "patience": 2}
+    assert plateau.scheduler_kwargs == plateau_keys
     assert build_scheduler(plateau, optimizer).factor == 0.5
     # a run saved when every config got the plateau keys still matches its config without a scheduler
-    plateau_keys = {"factor": 0.5, "patience": 2}
     saved_none = TrainConfig.from_dict({**base, "scheduler": "none", "scheduler_kwargs": plateau_keys})
     assert saved_none.scheduler_kwargs == {} == TrainConfig.from_dict({**base, "scheduler": "none"}).scheduler_kwargs
     assert build_scheduler(saved_none, optimizer) is None
